@@ -1,0 +1,15 @@
+"""losslab_jax: PyTorch's training components (losses, optimizers, LR schedules) in pure JAX.
+
+Import convention::
+
+    import losslab_jax as ll
+    ll.losses.cross_entropy(logits, labels)
+    tx = ll.optim.adamw(lr=ll.schedules.one_cycle_lr(1e-3, total_steps=1000))
+"""
+
+from losslab_jax import activations as activations
+from losslab_jax import losses as losses
+
+__version__ = "0.1.0"
+
+__all__ = ["activations", "losses", "__version__"]

@@ -1,0 +1,1 @@
+"""Private helpers shared by every subpackage. Nothing here is public API."""

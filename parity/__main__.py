@@ -1,0 +1,105 @@
+"""``python -m parity [run|list|bench] ...``.
+
+run (default)  every default case (``--all`` for every case), float32 and float64; exit 1 on any mismatch.
+list           the registered cases.
+bench [what]   speed against torch and optax (``losses``, ``optim``, ``schedules``; default all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _setup_jax() -> None:
+  os.environ.setdefault("XLA_FLAGS", "")
+  import jax
+
+  jax.config.update("jax_enable_x64", True)
+
+
+def _select(registry, patterns, include_all):
+  cases = [c for c in registry.values() if include_all or c.default or patterns]
+  if patterns:
+    cases = [c for c in cases if any(p in c.name or p == c.group for p in patterns)]
+  return cases
+
+
+def cmd_run(args) -> int:
+  from rich.console import Console
+  from rich.progress import Progress
+
+  from parity._case import load_all
+  from parity._compare import run_case
+  from parity._report import print_table, summarize, write_reports
+
+  console = Console()
+  cases = _select(load_all(), args.k, args.all)
+  if not cases:
+    console.print(f"no case matches {args.k}")
+    return 2
+  t0 = time.perf_counter()
+  results = []
+  with Progress(console=console, transient=True) as progress:
+    task = progress.add_task("parity", total=len(cases))
+    for case in cases:
+      progress.update(task, description=f"{case.name:<40}")
+      results.extend(run_case(case, args.dtype))
+      progress.advance(task)
+  seconds = time.perf_counter() - t0
+  rows = summarize(cases, results, args.dtype)
+  print_table(rows, args.dtype, console)
+  json_path, md_path = write_reports(rows, args.dtype, Path(args.out), seconds)
+  n_fail = sum(not r["passed"] for r in rows)
+  n_cfg = len(results)
+  console.print(f"{len(rows)} cases, {n_cfg} config runs, {n_fail} failed cases, {seconds:.1f} s;"
+                f" wrote {json_path} and {md_path}")
+  return 1 if n_fail else 0
+
+
+def cmd_list(args) -> int:
+  from parity._case import load_all
+
+  for case in load_all().values():
+    flag = "" if case.default else "  (not in default run)"
+    print(f"{case.name:<44} {case.group:<12} {case.kind:<10} {len(case.configs)} configs{flag}")
+  return 0
+
+
+def cmd_bench(args) -> int:
+  from parity._bench import main as bench_main
+
+  return bench_main(args.what, quick=args.quick)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m parity", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="cmd")
+  run = sub.add_parser("run", help="run the parity cases (default)")
+  for p in (parser, run):
+    p.add_argument("-k", action="append", default=[], metavar="PATTERN",
+                   help="only cases whose name contains PATTERN, or whose group is PATTERN (repeatable)")
+    p.add_argument("--dtype", action="append", choices=["float32", "float64"], default=None,
+                   help="dtypes to run (repeatable; default both)")
+    p.add_argument("--all", action="store_true", help="every registered case, not only the default set")
+    p.add_argument("--out", default=".", help="directory for parity-report.json/.md (default: .)")
+  sub.add_parser("list", help="list registered cases")
+  bench = sub.add_parser("bench", help="benchmarks against torch and optax")
+  bench.add_argument("what", nargs="*", default=[], help="losses | optim | schedules (default: all)")
+  bench.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (smoke test)")
+  args = parser.parse_args(argv)
+  _setup_jax()
+  if args.cmd == "list":
+    return cmd_list(args)
+  if args.cmd == "bench":
+    return cmd_bench(args)
+  args.dtype = args.dtype or ["float32", "float64"]
+  return cmd_run(args)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

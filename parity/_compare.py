@@ -1,0 +1,200 @@
+"""Run cases and measure errors: values, input gradients (VJPs) and step-by-step trajectories.
+
+Error measure. For a result ``a`` and the torch reference ``b`` (arrays of equal shape),
+
+    abs_err = max_i |a_i - b_i|
+    rel_err = max_i |a_i - b_i| / max(|b_i|, floor),   floor = max(1e-3 * max_j |b_j|, tiny)
+
+so each element is judged relative to itself, except entries smaller than a thousandth of the
+largest reference entry, which are judged relative to that floor (a gradient entry of 1e-9 next
+to entries of 1 cannot carry 1e-10 relative accuracy in any implementation). NaN matches NaN
+and inf matches inf of the same sign; any other non-finite disagreement is an infinite error.
+A dtype or shape mismatch fails the config outright.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from parity._case import Case, Config, FunctionCase, TrajectoryCase
+from parity._convert import to_numpy, to_torch
+
+FLOOR_FRACTION = 1e-3
+
+
+@dataclasses.dataclass
+class Error:
+  abs: float = 0.0
+  rel: float = 0.0
+
+  def merge(self, other: "Error") -> "Error":
+    return Error(max(self.abs, other.abs), max(self.rel, other.rel))
+
+
+@dataclasses.dataclass
+class ConfigResult:
+  case: str
+  config: str
+  dtype: str
+  value: Error
+  grad: Error | None
+  passed: bool
+  tolerance: float
+  message: str = ""
+  per_step_rel: list[float] | None = None
+
+  @property
+  def worst_rel(self) -> float:
+    return max(self.value.rel, self.grad.rel if self.grad else 0.0)
+
+  @property
+  def worst_abs(self) -> float:
+    return max(self.value.abs, self.grad.abs if self.grad else 0.0)
+
+
+def seed_for(case: str, config: str, dtype: str) -> int:
+  return zlib.crc32(f"{case}/{config}/{dtype}".encode())
+
+
+def array_error(a: Any, b: Any) -> Error:
+  """Error of ``a`` against reference ``b`` (see the module docstring)."""
+  a = np.asarray(a, dtype=np.float64)
+  b = np.asarray(b, dtype=np.float64)
+  if a.shape != b.shape:
+    raise ValueError(f"shape mismatch: losslab_jax {a.shape} vs torch {b.shape}")
+  if a.size == 0:
+    return Error()
+  both_nan = np.isnan(a) & np.isnan(b)
+  same_inf = np.isinf(a) & np.isinf(b) & (np.sign(a) == np.sign(b))
+  agree_nonfinite = both_nan | same_inf
+  finite = np.isfinite(a) & np.isfinite(b)
+  if np.any(~finite & ~agree_nonfinite):
+    return Error(float("inf"), float("inf"))
+  if not finite.any():
+    return Error()
+  af, bf = a[finite], b[finite]
+  diff = np.abs(af - bf)
+  scale = np.max(np.abs(bf))
+  floor = max(FLOOR_FRACTION * scale, np.finfo(np.float64).tiny)
+  rel = diff / np.maximum(np.abs(bf), floor)
+  return Error(float(diff.max()), float(rel.max()))
+
+
+def tree_error(a: Any, b: Any) -> Error:
+  import jax
+
+  la, ta = jax.tree_util.tree_flatten(jax.tree_util.tree_map(to_numpy, a))
+  lb, tb = jax.tree_util.tree_flatten(
+      jax.tree_util.tree_map(to_numpy, b, is_leaf=lambda x: hasattr(x, "detach")))
+  if ta != tb:
+    raise ValueError(f"structure mismatch: losslab_jax {ta} vs torch {tb}")
+  err = Error()
+  for x, y in zip(la, lb):
+    err = err.merge(array_error(x, y))
+  return err
+
+
+def _np_dtype(dtype: str):
+  return np.dtype(dtype)
+
+
+def run_function(case: FunctionCase, config: Config, dtype: str) -> ConfigResult:
+  import jax
+  import jax.numpy as jnp
+  import torch
+
+  rng = np.random.default_rng(seed_for(case.name, config.id, dtype))
+  inputs = case.make_inputs(rng, _np_dtype(dtype), **config.params)
+  kwargs = dict(config.kwargs)
+  tol = case.tolerance(dtype)
+
+  # --- losslab_jax: value and VJP --------------------------------------------------------
+  jx = [jnp.asarray(x) for x in inputs]
+  argnums = tuple(case.grad_argnums)
+
+  def f(*diff_args):
+    args = list(jx)
+    for i, a in zip(argnums, diff_args):
+      args[i] = a
+    return case.jax_fn(*args, **kwargs)
+
+  if argnums:
+    out_j, vjp = jax.vjp(f, *[jx[i] for i in argnums])
+  else:
+    out_j, vjp = f(), None
+  out_np = np.asarray(out_j)
+  cot = rng.standard_normal(out_np.shape).astype(out_np.dtype if out_np.dtype.kind == "f" else dtype)
+  grads_j = vjp(jnp.asarray(cot)) if vjp is not None else ()
+
+  # --- torch: value and backward -----------------------------------------------------------
+  tx = [to_torch(x, requires_grad=(i in argnums)) for i, x in enumerate(inputs)]
+  out_t = case.torch_fn(*tx, **kwargs)
+  grads_t = ()
+  if argnums:
+    if out_t.requires_grad:
+      out_t.backward(to_torch(cot))
+    grads_t = [t.grad if t.grad is not None else torch.zeros_like(t) for t in (tx[i] for i in argnums)]
+
+  msg = ""
+  out_t_np = to_numpy(out_t)
+  if out_np.dtype != out_t_np.dtype:
+    return ConfigResult(case.name, config.id, dtype, Error(np.inf, np.inf), None, False, tol,
+                        f"dtype mismatch: losslab_jax {out_np.dtype} vs torch {out_t_np.dtype}")
+  value = array_error(out_np, out_t_np)
+  grad = None
+  if argnums:
+    grad = Error()
+    for gj, gt in zip(grads_j, grads_t):
+      grad = grad.merge(array_error(np.asarray(gj), to_numpy(gt)))
+  res = ConfigResult(case.name, config.id, dtype, value, grad, True, tol, msg)
+  res.passed = res.worst_rel <= tol
+  return res
+
+
+def run_trajectory(case: TrajectoryCase, config: Config, dtype: str) -> ConfigResult:
+  seed = seed_for(case.name, config.id, dtype)
+  kw = {**config.kwargs, **config.params}
+  tol = case.tolerance(dtype)
+  traj_j = case.run_jax(seed, dtype, **kw)
+  traj_t = case.run_torch(seed, dtype, **kw)
+  if len(traj_j) != len(traj_t):
+    return ConfigResult(case.name, config.id, dtype, Error(np.inf, np.inf), None, False, tol,
+                        f"length mismatch: losslab_jax {len(traj_j)} vs torch {len(traj_t)} steps")
+  err = Error()
+  per_step = []
+  for a, b in zip(traj_j, traj_t):
+    e = tree_error(a, b)
+    per_step.append(e.rel)
+    err = err.merge(e)
+  res = ConfigResult(case.name, config.id, dtype, err, None, err.rel <= tol, tol, per_step_rel=per_step)
+  if not res.passed:
+    worst = int(np.argmax(per_step))
+    res.message = f"worst at step {worst} of {len(per_step)}"
+  return res
+
+
+def run_config(case: Case, config: Config, dtype: str) -> ConfigResult:
+  """Run one config in one dtype; exceptions become failed results with the traceback's tail."""
+  try:
+    if isinstance(case, TrajectoryCase):
+      return run_trajectory(case, config, dtype)
+    return run_function(case, config, dtype)
+  except Exception as exc:  # noqa: BLE001 - the report must show every failure, not stop at one
+    tb = traceback.format_exc(limit=-3)
+    return ConfigResult(case.name, config.id, dtype, Error(np.inf, np.inf), None, False,
+                        case.tolerance(dtype), f"{type(exc).__name__}: {exc}\n{tb}")
+
+
+def case_dtypes(case: Case, dtypes: Sequence[str]) -> list[str]:
+  allowed = getattr(case, "dtypes", None) or dtypes
+  return [d for d in dtypes if d in allowed]
+
+
+def run_case(case: Case, dtypes: Sequence[str]) -> list[ConfigResult]:
+  return [run_config(case, cfg, d) for d in case_dtypes(case, dtypes) for cfg in case.configs]

@@ -1,0 +1,1 @@
+"""Torch reference implementations, written from the math, for components torch lacks."""

@@ -1,0 +1,3 @@
+"""Property specs for the classification, margin, metric and segmentation losses."""
+
+SPECS = []
