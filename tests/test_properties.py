@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.specs import classification, regression
+from tests.specs import classification, margin, regression
 
-SPECS = regression.SPECS + classification.SPECS
+SPECS = regression.SPECS + classification.SPECS + margin.SPECS
 IDS = [s.id for s in SPECS]
 
 

@@ -1,0 +1,3 @@
+"""Property specs for the margin and metric-learning losses."""
+
+SPECS = []
