@@ -105,3 +105,35 @@ def check_class_indices_in_range(
 
 def as_array(x: Any) -> jax.Array:
   return jnp.asarray(x)
+
+
+# --- value checks: eager raise, or checkify under `losses.checked` --------------------------------
+
+_VALUE_CHECKS_TRACED = [False]
+
+
+class traced_value_checks:  # noqa: N801 - used as a context manager, reads like a function
+  """While active, value checks on traced arrays emit ``checkify.check`` (see ``losses.checked``)."""
+
+  def __enter__(self):
+    self._prev = _VALUE_CHECKS_TRACED[0]
+    _VALUE_CHECKS_TRACED[0] = True
+
+  def __exit__(self, *exc):
+    _VALUE_CHECKS_TRACED[0] = self._prev
+
+
+def value_check(fn: str, ok: Any, message: str) -> None:
+  """A check on values (not shapes) of the inputs.
+
+  * concrete ``ok`` (eager call): raise ``ValueError("<fn>: <message>")`` if any entry is False;
+  * traced ``ok`` inside :func:`losslab_jax.losses.checked`: a ``checkify.check`` with the same text;
+  * traced otherwise (plain ``jit``): nothing here; the loss makes the offending entries NaN.
+  """
+  if is_concrete(ok):
+    if not bool(np.all(np.asarray(ok))):
+      raise ValueError(f"{fn}: {message}")
+  elif _VALUE_CHECKS_TRACED[0]:
+    from jax.experimental import checkify
+
+    checkify.check(jnp.all(ok), f"{fn}: {message}")

@@ -1,0 +1,3 @@
+"""analysis (see API.md)."""
+
+__all__: list[str] = []

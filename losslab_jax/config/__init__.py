@@ -1,0 +1,3 @@
+"""config (see API.md)."""
+
+__all__: list[str] = []

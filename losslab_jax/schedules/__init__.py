@@ -1,0 +1,3 @@
+"""schedules (see API.md)."""
+
+__all__: list[str] = []

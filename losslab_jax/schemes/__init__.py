@@ -1,0 +1,3 @@
+"""schemes (see API.md)."""
+
+__all__: list[str] = []
