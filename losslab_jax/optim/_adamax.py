@@ -1,0 +1,124 @@
+"""Adamax (``torch.optim.Adamax``): Adam with an infinity-norm second moment."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from losslab_jax.optim import _common
+from losslab_jax.optim._adam import check_betas
+
+ScalarOrSchedule = optax.ScalarOrSchedule
+
+
+class AdamaxState(NamedTuple):
+  """State of :func:`scale_by_adamax`, named as torch's per-parameter state keys.
+
+  Attributes:
+    step: number of updates so far, int32 scalar.
+    exp_avg: first moment ``m`` per leaf, in the param dtype.
+    exp_inf: exponentially weighted infinity norm ``u`` per leaf.
+  """
+
+  step: jax.Array
+  exp_avg: optax.Updates
+  exp_inf: optax.Updates
+
+
+def _adamax_leaf(g, m, u, *, beta1, beta2, eps, bc1):
+  """One leaf of torch's ``_single_tensor_adamax`` (after weight decay), returning the direction."""
+  cd = _common.leaf_compute_dtype(g.dtype)
+  g = g.astype(cd)
+  m = _common.lerp(m.astype(cd), g, _common.one_minus(beta1))             # exp_avg.lerp_(grad, 1 - beta1)
+  u = jnp.maximum(u.astype(cd) * jnp.asarray(beta2, cd), jnp.abs(g) + jnp.asarray(eps, cd))  # eps inside
+  return (m / u) / jnp.asarray(bc1, cd), m, u                            # addcdiv_(exp_avg, exp_inf, -lr/bc1)
+
+
+def scale_by_adamax(betas: tuple[ScalarOrSchedule, float] = (0.9, 0.999),
+                    eps: float = 1e-8) -> optax.GradientTransformation:
+  r"""Adamax's direction (no learning rate, no sign), torch's arithmetic.
+
+  .. math::
+     m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
+     u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon), \quad d_t = \frac{m_t}{(1-\beta_1^t)\, u_t}
+
+  Args:
+    betas: ``(β1, β2)``; β1 may be a schedule ``count -> β1``.
+    eps: ε, added to ``|g|`` inside the maximum.
+
+  Returns:
+    An ``optax.GradientTransformation`` with state :class:`AdamaxState`.
+  """
+  check_betas(betas)
+  _common.check_nonneg("epsilon value", eps)
+  beta1, beta2 = betas
+
+  def init_fn(params):
+    return AdamaxState(step=jnp.zeros([], jnp.int32), exp_avg=_common.tree_zeros_like(params),
+                       exp_inf=_common.tree_zeros_like(params))
+
+  def update_fn(updates, state, params=None):
+    del params
+    step = optax.safe_increment(state.step)
+    b1 = beta1 if _common.is_static(beta1) else _common.resolve(beta1, state.step)
+    bc1 = _common.bias_correction(b1, step.astype(_common.scalar_dtype()))
+    leaf = lambda g, m, u: _adamax_leaf(g, m, u, beta1=b1, beta2=beta2, eps=eps, bc1=bc1)  # noqa: E731
+    d, m, u = _common.map_leaves(leaf, 3, updates, state.exp_avg, state.exp_inf)
+    cast = lambda tree, like: jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)  # noqa: E731
+    return cast(d, updates), AdamaxState(step=step, exp_avg=cast(m, state.exp_avg),
+                                         exp_inf=cast(u, state.exp_inf))
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adamax(lr: ScalarOrSchedule = 2e-3, betas: tuple[ScalarOrSchedule, float] = (0.9, 0.999),
+           eps: float = 1e-8, weight_decay: float = 0.0,
+           maximize: bool = False) -> optax.GradientTransformationExtraArgs:
+  r"""``torch.optim.Adamax`` as an optax transformation.
+
+  torch's algorithm box (``torch.optim.Adamax``)::
+
+      input: lr γ, betas (β1, β2), θ0, f(θ), λ (weight decay), ε, maximize
+      init:  m0 <- 0, u0 <- 0
+      for t = 1, 2, ...:
+        g_t <- -∇f(θ_{t-1}) if maximize else ∇f(θ_{t-1})
+        if λ != 0:  g_t <- g_t + λ θ_{t-1}
+        m_t <- β1 m_{t-1} + (1 - β1) g_t
+        u_t <- max(β2 u_{t-1}, |g_t| + ε)
+        θ_t <- θ_{t-1} - γ m_t / ((1 - β1^t) u_t)
+
+  The chain is ``maximize -> coupled L2 decay -> scale_by_adamax -> -lr``. Weight decay is L2
+  (optax's ``adamaxw`` is decoupled, which is not torch's Adamax).
+
+  Args:
+    lr: γ (torch's default 2e-3), a float or a schedule.
+    betas: ``(β1, β2)``; β1 may be a schedule.
+    eps: ε, inside the maximum.
+    weight_decay: λ, L2.
+    maximize: ascend instead of descend.
+
+  Returns:
+    ``optax.GradientTransformationExtraArgs`` whose state holds an :class:`AdamaxState`
+    (``step, exp_avg, exp_inf``).
+
+  Raises:
+    ValueError: torch's ``Invalid learning rate``, ``Invalid epsilon value``, ``Invalid beta
+      parameter at index i``, ``Invalid weight_decay value``.
+
+  Notes:
+    Torch twin: ``torch.optim.Adamax`` (single-tensor path).
+    Parity: float64 <= 1e-10, float32 <= 1e-5 at every one of 50 steps (case ``adamax``,
+    5 configs; measured worst relative error: float32 1.0e-6, float64 2.5e-15).
+  """
+  _common.check_nonneg("learning rate", lr)
+  _common.check_nonneg("epsilon value", eps)
+  check_betas(betas)
+  _common.check_nonneg("weight_decay value", weight_decay)
+  return _common.chain(
+      _common.maximize(maximize),
+      _common.coupled_weight_decay(weight_decay, fn="adamax"),
+      scale_by_adamax(betas, eps),
+      _common.scale_by_lr(lr, fn="adamax"))

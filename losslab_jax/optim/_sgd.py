@@ -1,0 +1,139 @@
+"""SGD with torch's momentum, dampening and Nesterov (``torch.optim.SGD``)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from losslab_jax.optim import _common
+
+ScalarOrSchedule = optax.ScalarOrSchedule
+
+
+class SGDState(NamedTuple):
+  """State of :func:`scale_by_sgd`.
+
+  Attributes:
+    step: number of updates so far, int32 scalar (the first update sets the buffer to ``g``).
+    momentum_buffer: torch's ``momentum_buffer`` per leaf in the param dtype, or ``()`` when
+      ``momentum`` is the static number 0.
+  """
+
+  step: jax.Array
+  momentum_buffer: optax.Updates
+
+
+def _check_sgd(momentum: Any, dampening: Any, nesterov: bool) -> None:
+  _common.check_nonneg("momentum value", momentum)
+  if nesterov and ((_common.is_static(momentum) and momentum <= 0)
+                   or (_common.is_static(dampening) and dampening != 0)):
+    raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+
+def _sgd_leaf(g, buf, *, momentum, dampening, nesterov, first, dynamic):
+  """One leaf of torch's ``_single_tensor_sgd`` (after weight decay): the direction and buffer."""
+  if buf is None:
+    return g, None
+  cd = _common.leaf_compute_dtype(g.dtype)
+  mu = jnp.asarray(momentum, cd)
+  gc = g.astype(cd)
+  # buf is None at the first step: buf = grad.clone(); else buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+  new_buf = jnp.where(first, gc, buf.astype(cd) * mu + jnp.asarray(_common.one_minus(dampening), cd) * gc)
+  d = gc + mu * new_buf if nesterov else new_buf                 # grad.add(buf, alpha=momentum) | buf
+  if dynamic:                                                    # a traced momentum of 0: torch skips it
+    d = jnp.where(mu == 0, gc, d)
+  return d, new_buf
+
+
+def scale_by_sgd(momentum: ScalarOrSchedule = 0.0, dampening: float = 0.0,
+                 nesterov: bool = False) -> optax.GradientTransformation:
+  r"""SGD's direction with torch's momentum buffer (no learning rate, no sign).
+
+  .. math::
+     b_1 = g_1, \quad b_t = \mu b_{t-1} + (1 - \tau) g_t, \qquad
+     d_t = g_t + \mu b_t \text{ (nesterov)}, \quad d_t = b_t \text{ otherwise}
+
+  The first step sets ``b = g`` (not ``(1 - τ) g``), as torch does.
+
+  Args:
+    momentum: μ, a float or a schedule ``count -> μ`` (OneCycleLR/CyclicLR cycle it). A static 0
+      means no buffer at all (the identity). A schedule is assumed to stay nonzero.
+    dampening: τ.
+    nesterov: Nesterov momentum (needs μ > 0 and τ = 0).
+
+  Returns:
+    An ``optax.GradientTransformation`` with state :class:`SGDState`.
+  """
+  _check_sgd(momentum, dampening, nesterov)
+  use_buffer = not _common.is_static_zero(momentum)
+  dynamic = not callable(momentum) and not _common.is_static(momentum)  # e.g. inject_hyperparams
+
+  def init_fn(params):
+    return SGDState(step=jnp.zeros([], jnp.int32),
+                    momentum_buffer=_common.tree_zeros_like(params) if use_buffer else ())
+
+  def update_fn(updates, state, params=None):
+    del params
+    mu = _common.resolve(momentum, state.step)
+    leaf = lambda g, b: _sgd_leaf(g, b, momentum=mu, dampening=dampening, nesterov=nesterov,  # noqa: E731
+                                  first=state.step == 0, dynamic=dynamic)
+    d, buf = _common.map_leaves(leaf, 2, updates, state.momentum_buffer)
+    d = jax.tree.map(lambda x, g: x.astype(g.dtype), d, updates)
+    if use_buffer:
+      buf = jax.tree.map(lambda x, b: x.astype(b.dtype), buf, state.momentum_buffer)
+    return d, SGDState(step=optax.safe_increment(state.step), momentum_buffer=buf if use_buffer else ())
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def sgd(lr: ScalarOrSchedule = 1e-3, momentum: ScalarOrSchedule = 0.0, dampening: float = 0.0,
+        weight_decay: float = 0.0, nesterov: bool = False,
+        maximize: bool = False) -> optax.GradientTransformationExtraArgs:
+  r"""``torch.optim.SGD`` as an optax transformation.
+
+  torch's algorithm box (``torch.optim.SGD``)::
+
+      input: lr γ, θ0, f(θ), λ (weight decay), μ (momentum), τ (dampening), nesterov, maximize
+      for t = 1, 2, ...:
+        g_t <- ∇f(θ_{t-1})
+        if λ != 0:  g_t <- g_t + λ θ_{t-1}
+        if μ != 0:
+          b_t <- g_t if t = 1 else μ b_{t-1} + (1 - τ) g_t
+          g_t <- g_t + μ b_t if nesterov else b_t
+        θ_t <- θ_{t-1} + γ g_t if maximize else θ_{t-1} - γ g_t
+
+  (torch negates the gradient first when ``maximize``, which is the same.) The chain is
+  ``maximize -> coupled L2 decay -> scale_by_sgd -> -lr``.
+
+  Args:
+    lr: γ, a float or a schedule ``count -> lr``.
+    momentum: μ, a float or a schedule (OneCycleLR/CyclicLR momentum cycling).
+    dampening: τ (optax's ``trace`` has none).
+    weight_decay: λ, L2, added to the gradient before the momentum.
+    nesterov: Nesterov momentum.
+    maximize: ascend instead of descend.
+
+  Returns:
+    ``optax.GradientTransformationExtraArgs``; the state holds an :class:`SGDState`
+    (``step, momentum_buffer``). Weight decay needs ``update(g, s, params)``.
+
+  Raises:
+    ValueError: torch's ``Invalid learning rate``, ``Invalid momentum value``, ``Invalid
+      weight_decay value``, and ``Nesterov momentum requires a momentum and zero dampening``.
+
+  Notes:
+    Torch twin: ``torch.optim.SGD`` (single-tensor path).
+    Parity: float64 <= 1e-10, float32 <= 1e-5 at every one of 50 steps (case ``sgd``,
+    8 configs; measured worst relative error: float32 1.5e-6, float64 5.2e-15).
+  """
+  _common.check_nonneg("learning rate", lr)
+  _common.check_nonneg("momentum value", momentum)
+  _common.check_nonneg("weight_decay value", weight_decay)
+  return _common.chain(
+      _common.maximize(maximize),
+      _common.coupled_weight_decay(weight_decay, fn="sgd"),
+      scale_by_sgd(momentum, dampening, nesterov),
+      _common.scale_by_lr(lr, fn="sgd"))

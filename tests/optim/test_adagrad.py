@@ -1,0 +1,69 @@
+"""Adagrad: torch's validation messages, state layout, lr_decay, eps outside the square root."""
+
+from __future__ import annotations
+
+import re
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import losslab_jax as ll
+from tests.helpers import assert_close
+
+BAD = [
+    ({"lr": -0.1}, "Invalid learning rate: -0.1"),
+    ({"lr_decay": -0.1}, "Invalid lr_decay value: -0.1"),
+    ({"weight_decay": -0.1}, "Invalid weight_decay value: -0.1"),
+    ({"initial_accumulator_value": -0.1}, "Invalid initial_accumulator_value value: -0.1"),
+    ({"eps": -1.0}, "Invalid epsilon value: -1.0"),
+]
+
+
+@pytest.mark.parametrize("kwargs,message", BAD, ids=[m for _, m in BAD])
+def test_invalid_hyperparameters_use_torch_wording(kwargs, message):
+  with pytest.raises(ValueError, match=re.escape(message)):
+    ll.optim.adagrad(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,message", BAD, ids=[m for _, m in BAD])
+def test_torch_raises_the_same_message(kwargs, message):
+  torch = pytest.importorskip("torch")
+  with pytest.raises(ValueError, match=re.escape(message)):
+    torch.optim.Adagrad([torch.zeros(1, requires_grad=True)], **kwargs)
+
+
+def test_state_fields_dtypes_and_initial_accumulator():
+  state = ll.optim.scale_by_adagrad(initial_accumulator_value=0.25).init({"w": jnp.zeros(3, jnp.float32)})
+  assert isinstance(state, ll.optim.AdagradState)
+  assert state._fields == ("step", "sum")
+  assert state.step.dtype == jnp.int32 and state.sum["w"].dtype == jnp.float32
+  assert_close(state.sum["w"], [0.25, 0.25, 0.25], rtol=0.0)
+
+
+def test_matches_a_numpy_transcription_of_torch():
+  rng = np.random.default_rng(0)
+  grads = [rng.standard_normal(4) for _ in range(6)]
+  p = p0 = rng.standard_normal(4)
+  lr, lr_decay, wd, init, eps = 0.1, 0.3, 0.1, 0.2, 1e-3
+  acc = np.full(4, init)
+  for t, g in enumerate(grads, start=1):
+    g = g + wd * p
+    clr = lr / (1 + (t - 1) * lr_decay)
+    acc = acc + g * g
+    p = p - clr * g / (np.sqrt(acc) + eps)
+  tx = ll.optim.adagrad(lr=lr, lr_decay=lr_decay, weight_decay=wd, initial_accumulator_value=init, eps=eps)
+  q, s = jnp.asarray(p0), tx.init(jnp.asarray(p0))
+  for g in grads:
+    upd, s = tx.update(jnp.asarray(g), s, q)
+    q = optax.apply_updates(q, upd)
+  assert_close(q, p, rtol=1e-13)
+
+
+def test_zero_eps_and_zero_accumulator_give_nan_like_torch():
+  # torch: 0 / (sqrt(0) + 0) = NaN; optax's scale_by_rss returns 0 there.
+  g = jnp.asarray([0.0, 1.0], jnp.float64)
+  tx = ll.optim.adagrad(eps=0.0)
+  u, _ = tx.update(g, tx.init(g), g)
+  assert np.isnan(float(u[0])) and float(u[1]) == -0.01
