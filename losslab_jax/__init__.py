@@ -9,10 +9,12 @@ Import convention::
 
 from losslab_jax import activations as activations
 from losslab_jax import analysis as analysis
+from losslab_jax import config as config
 from losslab_jax import losses as losses
 from losslab_jax import optim as optim
 from losslab_jax import schedules as schedules
+from losslab_jax import schemes as schemes
 
 __version__ = "0.1.0"
 
-__all__ = ["activations", "analysis", "losses", "optim", "schedules", "__version__"]
+__all__ = ["activations", "analysis", "config", "losses", "optim", "schedules", "schemes", "__version__"]
