@@ -2,7 +2,8 @@
 
 run (default)  every default case (``--all`` for every case), float32 and float64; exit 1 on any mismatch.
 list           the registered cases.
-bench [what]   speed against torch and optax (``losses``, ``optim``, ``schedules``; default all).
+bench [what]   speed against torch and optax (``losses``, ``optim``, ``schedules``, ``sharding``; default all).
+drift          float32 drift of the whole-model training runs, per step: parity-drift.json/.png.
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ def cmd_bench(args) -> int:
   return bench_main(args.what, quick=args.quick)
 
 
+def cmd_drift(args) -> int:
+  from parity._drift import main as drift_main
+
+  return drift_main(Path(args.out), args.k or None)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="python -m parity", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,14 +96,20 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=".", help="directory for parity-report.json/.md (default: .)")
   sub.add_parser("list", help="list registered cases")
   bench = sub.add_parser("bench", help="benchmarks against torch and optax")
-  bench.add_argument("what", nargs="*", default=[], help="losses | optim | schedules (default: all)")
+  bench.add_argument("what", nargs="*", default=[], help="losses | optim | schedules | sharding (default: all)")
   bench.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (smoke test)")
+  drift = sub.add_parser("drift", help="float32 drift of the training cases, per step (json + png)")
+  drift.add_argument("-k", action="append", default=[], metavar="PATTERN",
+                     help="only training configs whose id contains PATTERN (repeatable)")
+  drift.add_argument("--out", default=".", help="directory for parity-drift.json/.png (default: .)")
   args = parser.parse_args(argv)
   _setup_jax()
   if args.cmd == "list":
     return cmd_list(args)
   if args.cmd == "bench":
     return cmd_bench(args)
+  if args.cmd == "drift":
+    return cmd_drift(args)
   args.dtype = args.dtype or ["float32", "float64"]
   return cmd_run(args)
 

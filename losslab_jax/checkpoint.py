@@ -1,0 +1,97 @@
+"""Save and restore training state (params, optimizer and schedule state) with orbax.
+
+The optimizer states here are pytrees of arrays (NamedTuples such as ``AdamState``, schedule
+counters, ``ReduceLROnPlateauState``), so a checkpoint of ``{"params": params, "opt_state":
+opt_state}`` holds everything a run needs to continue: a run restored from it takes bit for bit the
+steps the uninterrupted run would have taken. Learning-rate schedules are functions of the counters
+inside the optimizer state, so they need nothing saved of their own.
+
+orbax is optional (``pip install losslab_jax[checkpoint]``): it is imported when these functions
+run, never when ``losslab_jax`` is imported.
+
+Example:
+
+.. code-block:: python
+
+   import losslab_jax.checkpoint as ckpt
+
+   ckpt.save("runs/a/step_100", {"params": params, "opt_state": opt_state})
+   # later, in a fresh process: the structure alone (nothing allocated) is the target
+   target = jax.eval_shape(lambda: {"params": init_params(), "opt_state": tx.init(init_params())})
+   state = ckpt.restore("runs/a/step_100", target)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+
+__all__ = ["restore", "save"]
+
+
+def _ocp():
+  try:
+    import orbax.checkpoint as ocp
+  except ImportError as exc:
+    raise ImportError("losslab_jax.checkpoint needs orbax: pip install 'losslab_jax[checkpoint]'"
+                      " (or pip install orbax-checkpoint)") from exc
+  return ocp
+
+
+def save(path: str | os.PathLike, tree: Any, *, overwrite: bool = False) -> str:
+  """Write ``tree`` (params, optimizer state, anything made of arrays) to the directory ``path``.
+
+  Blocks until the checkpoint is complete on disk. orbax writes it atomically (to a temporary
+  directory renamed at the end), so an interrupted save leaves no partial checkpoint behind.
+
+  Args:
+    path: a directory that does not exist yet (or ``overwrite=True``); made absolute.
+    tree: a pytree of arrays; sharded arrays are saved shard by shard (every process of a
+      multi-host run calls ``save`` with its part, as orbax requires).
+    overwrite: replace an existing checkpoint at ``path``.
+
+  Returns:
+    The absolute path written.
+
+  Raises:
+    ImportError: orbax-checkpoint is not installed.
+    ValueError: ``path`` exists and ``overwrite`` is False (orbax's error).
+  """
+  ocp = _ocp()
+  path = os.path.abspath(os.fspath(path))
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(path, tree, force=overwrite)
+  checkpointer.wait_until_finished()
+  return path
+
+
+def _abstract(leaf: Any) -> Any:
+  """A ``ShapeDtypeStruct`` with a sharding for every leaf (orbax restores onto that sharding)."""
+  sharding = getattr(leaf, "sharding", None)
+  if sharding is None:
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+
+
+def restore(path: str | os.PathLike, target: Any) -> Any:
+  """Read the checkpoint at ``path`` into the structure, dtypes and shardings of ``target``.
+
+  Args:
+    path: a directory written by :func:`save`.
+    target: a pytree like the saved one: concrete arrays, or ``jax.ShapeDtypeStruct`` leaves (for
+      example ``jax.eval_shape(lambda: (params, tx.init(params)))``, which allocates nothing).
+      Each leaf's ``sharding`` (a ``NamedSharding`` for partitioned state) is where it is
+      restored; leaves without one go to the default device.
+
+  Returns:
+    A pytree with ``target``'s structure (NamedTuple states included) holding the saved arrays.
+
+  Raises:
+    ImportError: orbax-checkpoint is not installed.
+    ValueError: the checkpoint's structure or shapes differ from ``target``'s (orbax's error).
+  """
+  ocp = _ocp()
+  abstract = jax.tree.map(_abstract, target)
+  return ocp.StandardCheckpointer().restore(os.path.abspath(os.fspath(path)), abstract)

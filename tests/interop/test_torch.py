@@ -1,0 +1,364 @@
+"""losslab_jax.interop.torch: stop a torch run, convert, continue in JAX on torch's trajectory.
+
+The resume tests run 50 torch steps on the shared optimizer problem (parity/cases/_optim_problem.py),
+convert weights, optimizer state and scheduler, and run 50 more steps in both frameworks. The JAX
+continuation receives torch's gradients (teacher forcing, as the optimizer parity cases do) so a
+difference can only come from the converted state and the optimizer arithmetic; the error measure
+is parity's (relative, judged against each element's magnitude history). An end-to-end check with
+JAX's own gradients is in ``test_resume_end_to_end``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import losslab_jax as ll  # noqa: E402
+import losslab_jax.interop.torch as llt  # noqa: E402
+from parity._compare import trajectory_errors  # noqa: E402
+from parity.cases._optim_problem import PARAM_NAMES, initial, jax_loss, torch_loss  # noqa: E402
+
+TOL = {"float64": 1e-10, "float32": 1e-5}
+S = torch.optim.lr_scheduler
+
+
+def _groups(tp, g0, g1):
+  """Two torch param groups: biases and scale (``g0`` options), weights (``g1`` options)."""
+  return [{"params": [tp["b1"], tp["b2"], tp["s"]], **g0}, {"params": [tp["w1"], tp["w2"]], **g1}]
+
+
+# name -> (optimizer factory on the named torch params, scheduler factory or None)
+CASES = {
+    "sgd_nesterov": (lambda tp: torch.optim.SGD(tp.values(), lr=0.05, momentum=0.9, nesterov=True,
+                                                weight_decay=1e-3), None),
+    "sgd_plain": (lambda tp: torch.optim.SGD(tp.values(), lr=0.1), None),
+    "adam_amsgrad": (lambda tp: torch.optim.Adam(tp.values(), lr=0.02, amsgrad=True, weight_decay=0.01), None),
+    "adamw": (lambda tp: torch.optim.AdamW(tp.values(), lr=0.02, betas=(0.8, 0.99), weight_decay=0.1), None),
+    "adamax": (lambda tp: torch.optim.Adamax(tp.values(), lr=0.02), None),
+    "nadam": (lambda tp: torch.optim.NAdam(tp.values(), lr=0.02, weight_decay=0.01), None),
+    "nadamw": (lambda tp: torch.optim.NAdam(tp.values(), lr=0.02, weight_decay=0.1, decoupled_weight_decay=True),
+               None),
+    "radam": (lambda tp: torch.optim.RAdam(tp.values(), lr=0.02), None),
+    "rmsprop_centered": (lambda tp: torch.optim.RMSprop(tp.values(), lr=0.005, momentum=0.5, centered=True),
+                         None),
+    "adagrad": (lambda tp: torch.optim.Adagrad(tp.values(), lr=0.1, lr_decay=0.01,
+                                               initial_accumulator_value=0.1), None),
+    "adadelta": (lambda tp: torch.optim.Adadelta(tp.values(), lr=1.0, rho=0.8), None),
+    "rprop": (lambda tp: torch.optim.Rprop(tp.values(), lr=0.01), None),
+    "asgd": (lambda tp: torch.optim.ASGD(tp.values(), lr=0.05, t0=20), None),
+    "lion": (lambda tp: _lion()(tp.values(), lr=0.003, weight_decay=0.1), None),
+    # schedulers
+    "adam_onecycle": (lambda tp: torch.optim.Adam(tp.values(), lr=0.01),
+                      lambda o: S.OneCycleLR(o, max_lr=0.05, total_steps=120)),
+    "sgd_cyclic": (lambda tp: torch.optim.SGD(tp.values(), lr=0.01, momentum=0.9),
+                   lambda o: S.CyclicLR(o, base_lr=0.005, max_lr=0.05, step_size_up=15, mode="triangular2")),
+    "adamw_steplr": (lambda tp: torch.optim.AdamW(tp.values(), lr=0.03),
+                     lambda o: S.StepLR(o, step_size=20, gamma=0.5)),
+    "rmsprop_sequential": (lambda tp: torch.optim.RMSprop(tp.values(), lr=0.01),
+                           lambda o: S.SequentialLR(o, [S.LinearLR(o, 0.1, total_iters=10),
+                                                        S.CosineAnnealingLR(o, T_max=80)], milestones=[10])),
+    # two param groups
+    "adam_two_groups": (lambda tp: torch.optim.Adam(_groups(tp, {"lr": 0.01}, {"lr": 0.03, "amsgrad": True})),
+                        None),
+    "sgd_two_groups_cosine": (lambda tp: torch.optim.SGD(_groups(tp, {"lr": 0.02}, {"lr": 0.1, "momentum": 0.9}),
+                                                         lr=0.1),
+                              lambda o: S.CosineAnnealingLR(o, T_max=100, eta_min=1e-3)),
+}
+
+
+def _lion():
+  lion_pytorch = pytest.importorskip("lion_pytorch")
+  return lion_pytorch.Lion
+
+
+def _torch_steps(tp, opt, sched, x, y, n, record=None):
+  traj = []
+  for _ in range(n):
+    opt.zero_grad()
+    loss = torch_loss(tp, x, y)
+    loss.backward()
+    if record is not None:
+      record.append({k: v.grad.detach().numpy().copy() for k, v in tp.items()})
+    opt.step()
+    if sched is not None:
+      sched.step()
+    traj.append({k: v.detach().numpy().copy() for k, v in tp.items()})
+  return traj
+
+
+def _start(name, dtype, pre=50):
+  """Build the torch run for CASES[name] and take ``pre`` steps."""
+  make_opt, make_sched = CASES[name]
+  p0, x, y = initial(7, dtype)
+  tp = {k: torch.tensor(p0[k], requires_grad=True) for k in PARAM_NAMES}
+  opt = make_opt(tp)
+  sched = make_sched(opt) if make_sched else None
+  xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+  _torch_steps(tp, opt, sched, xt, yt, pre)
+  return tp, opt, sched, (x, y, xt, yt)
+
+
+def _convert(tp, opt, sched):
+  names = llt.torch_param_names(opt, tp)
+  tx = llt.from_torch_optimizer(opt, sched, param_names=names)
+  params = llt.params_from_torch(tp)
+  state = llt.optimizer_state_from_torch(tx, opt.state_dict(), params, param_names=names, scheduler=sched)
+  return tx, params, state, names
+
+
+def _jit_step(tx):
+  @jax.jit
+  def step(params, state, grads):
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  return step
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_resume_in_jax_matches_torch(name, dtype):
+  tp, opt, sched, (_, _, xt, yt) = _start(name, dtype)
+  tx, params, state, _ = _convert(tp, opt, sched)
+  start = jax.tree.map(np.asarray, params)
+  grads: list = []
+  torch_traj = _torch_steps(tp, opt, sched, xt, yt, 50, record=grads)
+  step = _jit_step(tx)
+  jax_traj = []
+  for g in grads:
+    params, state = step(params, state, {k: jnp.asarray(v) for k, v in g.items()})
+    jax_traj.append(jax.tree.map(np.asarray, params))
+  for k in params:
+    assert params[k].dtype == np.dtype(dtype)
+  errs = trajectory_errors([start, *jax_traj], [start, *torch_traj])
+  worst = max(e.rel for e in errs)
+  assert worst <= TOL[dtype], f"{name}/{dtype}: worst relative error {worst:.2e} over 50 resumed steps"
+
+
+def test_resume_end_to_end():
+  """JAX computes its own gradients after the switch (float64): torch's trajectory to ~1e-12.
+
+  Measured worst relative error over the 50 resumed steps: 1.0e-14 (adam_onecycle); differences in
+  the last ulp of the gradients are amplified by the dynamics, so the bound is parity's 1e-10.
+  """
+  tp, opt, sched, (x, y, xt, yt) = _start("adam_onecycle", "float64")
+  tx, params, state, _ = _convert(tp, opt, sched)
+  start = jax.tree.map(np.asarray, params)
+  torch_traj = _torch_steps(tp, opt, sched, xt, yt, 50)
+  xj, yj = jnp.asarray(x), jnp.asarray(y)
+
+  @jax.jit
+  def step(params, state):
+    grads = jax.grad(jax_loss)(params, xj, yj)
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  jax_traj = []
+  with jax.numpy_rank_promotion("allow"):   # the shared problem's loss broadcasts biases
+    for _ in range(50):
+      params, state = step(params, state)
+      jax_traj.append(jax.tree.map(np.asarray, params))
+  worst = max(e.rel for e in trajectory_errors([start, *jax_traj], [start, *torch_traj]))
+  assert worst <= 1e-10
+
+
+@pytest.mark.parametrize("name", ["sgd_nesterov", "adam_amsgrad", "nadam", "rmsprop_centered", "adagrad",
+                                  "adadelta", "rprop", "asgd", "lion", "adam_two_groups",
+                                  "sgd_two_groups_cosine"])
+def test_round_trip_state_torch_state_is_exact(name):
+  """JAX state -> torch state_dict -> JAX state gives back every array bit for bit (and dtype)."""
+  tp, opt, sched, _ = _start(name, "float64", pre=0)
+  names = llt.torch_param_names(opt, tp)
+  tx = llt.from_torch_optimizer(opt, sched, param_names=names)
+  params = llt.params_from_torch(tp)
+  state = tx.init(params)
+  rng = np.random.default_rng(3)
+  step = _jit_step(tx)
+  for _ in range(7):
+    params, state = step(params, state, {k: jnp.asarray(rng.standard_normal(v.shape)) for k, v in params.items()})
+  sd = llt.optimizer_state_to_torch(state, params, opt, param_names=names)
+  back = llt.optimizer_state_from_torch(tx, sd, params, param_names=names, step_count=7)
+  a, ta = jax.tree.flatten(state)
+  b, tb = jax.tree.flatten(back)
+  assert ta == tb
+  for u, v in zip(a, b):
+    assert u.dtype == v.dtype and np.array_equal(np.asarray(u), np.asarray(v))
+
+
+@pytest.mark.parametrize("name", ["adam_amsgrad", "nadam", "asgd", "adam_two_groups"])
+def test_round_trip_torch_state_torch_is_exact(name):
+  """torch state_dict -> JAX state -> torch state_dict: the same keys and tensors, bit for bit."""
+  tp, opt, sched, _ = _start(name, "float64", pre=30)
+  tx, params, state, names = _convert(tp, opt, sched)
+  sd = opt.state_dict()
+  sd2 = llt.optimizer_state_to_torch(state, params, opt, param_names=names)
+  assert sd2["param_groups"] == sd["param_groups"]
+  assert sorted(sd2["state"]) == sorted(sd["state"])
+  for i, entry in sd["state"].items():
+    assert sorted(entry) == sorted(sd2["state"][i])
+    for key, t in entry.items():
+      u = sd2["state"][i][key]
+      assert u.dtype == t.dtype and torch.equal(u, t), (i, key)
+
+
+def test_state_loaded_into_torch_continues_the_jax_run():
+  """JAX -> torch: a fresh torch optimizer loaded with the converted state takes JAX's next steps."""
+  p0, x, y = initial(11, "float64")
+  tp = {k: torch.tensor(p0[k], requires_grad=True) for k in PARAM_NAMES}
+  opt = torch.optim.NAdam(tp.values(), lr=0.02, weight_decay=0.01)
+  tx = ll.optim.nadam(lr=0.02, weight_decay=0.01)
+  params = {k: jnp.asarray(v) for k, v in p0.items()}
+  state = tx.init(params)
+  xj, yj = jnp.asarray(x), jnp.asarray(y)
+  step = _jit_step(tx)
+  with jax.numpy_rank_promotion("allow"):   # the shared problem's loss broadcasts biases
+    for _ in range(20):
+      params, state = step(params, state, jax.grad(jax_loss)(params, xj, yj))
+  opt.load_state_dict(llt.optimizer_state_to_torch(state, params, opt))
+  with torch.no_grad():
+    for k, t in llt.params_to_torch(params).items():
+      tp[k].copy_(t)
+  start = jax.tree.map(np.asarray, params)
+  grads: list = []
+  torch_traj = _torch_steps(tp, opt, None, torch.from_numpy(x), torch.from_numpy(y), 20, record=grads)
+  jax_traj = []
+  for g in grads:
+    params, state = step(params, state, {k: jnp.asarray(v) for k, v in g.items()})
+    jax_traj.append(jax.tree.map(np.asarray, params))
+  assert max(e.rel for e in trajectory_errors([start, *jax_traj], [start, *torch_traj])) <= 1e-10
+
+
+def test_named_parameters_and_nested_params():
+  """Leaf names follow torch's dotted names; the order comes from torch_param_names or the groups."""
+  model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
+  opt = torch.optim.Adam(model.named_parameters(), lr=0.01)  # keeps param_names in its groups
+  x = torch.randn(5, 3, dtype=torch.float64)
+  for _ in range(3):
+    opt.zero_grad()
+    model(x).square().sum().backward()
+    opt.step()
+  flat = llt.params_from_torch(model)
+  assert list(flat) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+  assert llt.torch_param_names(opt, model) == list(flat)
+  nested = [{"weight": flat["0.weight"], "bias": flat["0.bias"]}, None,
+            {"weight": flat["2.weight"], "bias": flat["2.bias"]}]
+  assert llt.leaf_names(nested) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+  tx = llt.from_torch_optimizer(opt)
+  state = llt.optimizer_state_from_torch(tx, opt.state_dict(), nested)  # names from the groups
+  adam = state[2]
+  assert int(adam.step) == 3
+  assert np.array_equal(np.asarray(adam.exp_avg[2]["bias"]), opt.state[model[2].bias]["exp_avg"].numpy())
+  assert np.array_equal(np.asarray(adam.exp_avg_sq[0]["weight"]),
+                        opt.state[model[0].weight]["exp_avg_sq"].numpy())
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_resume_with_scheduler_created_later(dtype):
+  """A scheduler attached after 10 optimizer steps: last_epoch (40) != torch's step (50), offset -10."""
+  p0, x, y = initial(5, dtype)
+  tp = {k: torch.tensor(p0[k], requires_grad=True) for k in PARAM_NAMES}
+  opt = torch.optim.Adam(tp.values(), lr=0.03)
+  xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+  _torch_steps(tp, opt, None, xt, yt, 10)
+  sched = S.MultiStepLR(opt, milestones=[45, 60, 60], gamma=0.5)
+  _torch_steps(tp, opt, sched, xt, yt, 40)
+  assert sched.last_epoch == 40 and int(opt.state[tp["s"]]["step"]) == 50
+  tx, params, state, _ = _convert(tp, opt, sched)
+  start = jax.tree.map(np.asarray, params)
+  grads: list = []
+  torch_traj = _torch_steps(tp, opt, sched, xt, yt, 40, record=grads)
+  step = _jit_step(tx)
+  jax_traj = []
+  for g in grads:
+    params, state = step(params, state, {k: jnp.asarray(v) for k, v in g.items()})
+    jax_traj.append(jax.tree.map(np.asarray, params))
+  assert max(e.rel for e in trajectory_errors([start, *jax_traj], [start, *torch_traj])) <= TOL[dtype]
+
+
+def test_fresh_optimizer_gives_init_state():
+  tp, opt, sched, _ = _start("adam_onecycle", "float64", pre=0)
+  tx, params, state, _ = _convert(tp, opt, sched)
+  for u, v in zip(jax.tree.leaves(state), jax.tree.leaves(tx.init(params))):
+    assert np.array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_library_import_does_not_import_torch():
+  code = "import sys, losslab_jax, losslab_jax.interop.torch; assert 'torch' not in sys.modules, 'imported torch'"
+  subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def test_unsupported_optimizer_names_the_supported_ones():
+  w = torch.nn.Parameter(torch.zeros(2))
+  with pytest.raises(NotImplementedError,
+                     match=r"supported optimizers \(SGD, Adam, .*Lion\), got torch\.optim\.lbfgs\.LBFGS"):
+    llt.from_torch_optimizer(torch.optim.LBFGS([w]))
+
+  class MyAdam(torch.optim.Adam):
+    pass
+
+  with pytest.raises(NotImplementedError, match="MyAdam"):
+    llt.from_torch_optimizer(MyAdam([w]))
+
+
+def test_unsupported_scheduler():
+  w = torch.nn.Parameter(torch.zeros(2))
+  opt = torch.optim.SGD([w], lr=0.1)
+  with pytest.raises(NotImplementedError, match="ReduceLROnPlateau.*reduce_lr_on_plateau"):
+    llt.from_torch_optimizer(opt, S.ReduceLROnPlateau(opt))
+  other = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+  with pytest.raises(ValueError, match="attached to another optimizer"):
+    llt.from_torch_optimizer(opt, S.StepLR(other, 2))
+
+
+def test_shape_mismatch_names_the_parameter():
+  tp, opt, sched, _ = _start("adam_amsgrad", "float64", pre=3)
+  tx, params, _, names = _convert(tp, opt, sched)
+  bad = dict(params, w2=jnp.zeros((3, 5)))
+  with pytest.raises(ValueError, match=r"'w2'.*shape \(3, 5\).*got shape \(5, 3\)"):
+    llt.optimizer_state_from_torch(tx, opt.state_dict(), bad, param_names=names)
+
+
+def test_structure_mismatch():
+  tp, opt, sched, _ = _start("adam_amsgrad", "float64", pre=3)
+  tx, params, _, names = _convert(tp, opt, sched)
+  sd = opt.state_dict()
+  with pytest.raises(ValueError, match="one leaf per torch parameter \\(5\\), got 4"):
+    llt.optimizer_state_from_torch(tx, sd, {k: v for k, v in params.items() if k != "s"})
+  with pytest.raises(ValueError, match=r"\['scale'\] which\s+do not"):
+    llt.optimizer_state_from_torch(tx, sd, params, param_names=["b1", "b2", "scale", "w1", "w2"])
+  with pytest.raises(ValueError, match="distinct"):
+    llt.optimizer_state_from_torch(tx, sd, params, param_names=["b1", "b1", "s", "w1", "w2"])
+  # state of another optimizer (no amsgrad): torch's keys differ from the transformation's fields
+  with pytest.raises(ValueError, match="max_exp_avg_sq"):
+    llt.optimizer_state_from_torch(ll.optim.adam(lr=0.02), sd, params)
+  with pytest.raises(ValueError, match="expected the torch state of torch parameter 0"):
+    llt.optimizer_state_from_torch(ll.optim.sgd(lr=0.1, momentum=0.9), sd, params)
+  with pytest.raises(ValueError, match="expected a torch optimizer state_dict"):
+    llt.optimizer_state_from_torch(tx, {"state": {}}, params)
+  with pytest.raises(ValueError, match="no optimizer|found none"):
+    llt.optimizer_state_from_torch(optax.identity(), sd, params)
+  state = tx.init(params)
+  with pytest.raises(ValueError, match="SGDState for torch's SGD, got a AdamState"):
+    llt.optimizer_state_to_torch(state, params, torch.optim.SGD(tp.values(), lr=0.1))
+
+
+def test_group_with_different_step_counts():
+  tp, opt, sched, (_, _, xt, yt) = _start("adam_amsgrad", "float64", pre=2)
+  opt.zero_grad()
+  torch_loss(tp, xt, yt).backward()
+  tp["s"].grad = None                                        # torch skips s: its step stays at 2
+  opt.step()
+  tx, params = llt.from_torch_optimizer(opt), llt.params_from_torch(tp)
+  with pytest.raises(ValueError, match="share torch's 'step', got \\[2.0, 3.0\\]"):
+    llt.optimizer_state_from_torch(tx, opt.state_dict(), params)
