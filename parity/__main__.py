@@ -1,6 +1,7 @@
 """``python -m parity [run|list|bench] ...``.
 
-run (default)  every default case (``--all`` for every case), float32 and float64; exit 1 on any mismatch.
+run (default)  every default case with its first two configs (``--all``: every case, every config),
+               float32 and float64, in worker processes; exit 1 on any mismatch.
 list           the registered cases.
 bench [what]   speed against torch and optax (``losses``, ``optim``, ``schedules``, ``sharding``; default all).
 drift          float32 drift of the whole-model training runs, per step: parity-drift.json/.png.
@@ -16,10 +17,9 @@ from pathlib import Path
 
 
 def _setup_jax() -> None:
-  os.environ.setdefault("XLA_FLAGS", "")
-  import jax
+  from parity._runner import setup_jax
 
-  jax.config.update("jax_enable_x64", True)
+  setup_jax()
 
 
 def _select(registry, patterns, include_all):
@@ -29,12 +29,17 @@ def _select(registry, patterns, include_all):
   return cases
 
 
+DEFAULT_CONFIGS_PER_CASE = 2
+
 def cmd_run(args) -> int:
+  import concurrent.futures
+  import multiprocessing
+
   from rich.console import Console
   from rich.progress import Progress
 
+  from parity import _runner
   from parity._case import load_all
-  from parity._compare import run_case
   from parity._report import print_table, summarize, write_reports
 
   console = Console()
@@ -42,22 +47,40 @@ def cmd_run(args) -> int:
   if not cases:
     console.print(f"no case matches {args.k}")
     return 2
+  limit = None if (args.all or args.k) else DEFAULT_CONFIGS_PER_CASE
+  chosen = {c.name: [cfg.id for cfg in c.configs][:limit] for c in cases}
   t0 = time.perf_counter()
-  results = []
+  results, timings = [], {}
+  jobs = max(1, min(args.jobs, len(cases)))
   with Progress(console=console, transient=True) as progress:
-    task = progress.add_task("parity", total=len(cases))
-    for case in cases:
-      progress.update(task, description=f"{case.name:<40}")
-      results.extend(run_case(case, args.dtype))
-      progress.advance(task)
+    task = progress.add_task(f"parity ({jobs} worker processes)", total=len(cases))
+    if jobs == 1:
+      _runner.worker_init()
+      for case in cases:
+        _, res, sec = _runner.run_one(case.name, chosen[case.name], args.dtype)
+        results.extend(res)
+        timings[case.name] = sec
+        progress.advance(task)
+    else:
+      ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
+      with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_runner.worker_init) as pool:
+        futures = [pool.submit(_runner.run_one, c.name, chosen[c.name], args.dtype) for c in cases]
+        for fut in concurrent.futures.as_completed(futures):
+          name, res, sec = fut.result()
+          results.extend(res)
+          timings[name] = sec
+          progress.advance(task)
   seconds = time.perf_counter() - t0
   rows = summarize(cases, results, args.dtype)
+  for row in rows:
+    row["seconds"] = round(timings[row["name"]], 3)
   print_table(rows, args.dtype, console)
   json_path, md_path = write_reports(rows, args.dtype, Path(args.out), seconds)
   n_fail = sum(not r["passed"] for r in rows)
-  n_cfg = len(results)
-  console.print(f"{len(rows)} cases, {n_cfg} config runs, {n_fail} failed cases, {seconds:.1f} s;"
-                f" wrote {json_path} and {md_path}")
+  scope = ("every config" if limit is None else
+           f"the default set: the first {limit} configs of each case; --all runs all of them")
+  console.print(f"{len(rows)} cases, {len(results)} config runs ({scope}), {n_fail} failed cases,"
+                f" {seconds:.1f} s; wrote {json_path} and {md_path}")
   return 1 if n_fail else 0
 
 
@@ -92,7 +115,11 @@ def main(argv=None) -> int:
                    help="only cases whose name contains PATTERN, or whose group is PATTERN (repeatable)")
     p.add_argument("--dtype", action="append", choices=["float32", "float64"], default=None,
                    help="dtypes to run (repeatable; default both)")
-    p.add_argument("--all", action="store_true", help="every registered case, not only the default set")
+    p.add_argument("--all", action="store_true",
+                   help="every registered case and every config (default: the first %d configs of each default case)"
+                   % DEFAULT_CONFIGS_PER_CASE)
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="worker processes (default: min(2, CPUs))")
     p.add_argument("--out", default=".", help="directory for parity-report.json/.md (default: .)")
   sub.add_parser("list", help="list registered cases")
   bench = sub.add_parser("bench", help="benchmarks against torch and optax")

@@ -24,7 +24,7 @@ def summarize(cases: Sequence[Case], results: Sequence[ConfigResult], dtypes: Se
   for case in cases:
     mine = [r for r in results if r.case == case.name]
     row = {"name": case.name, "group": case.group, "kind": case.kind,
-           "configs": len(case.configs), "passed": all(r.passed for r in mine),
+           "configs": len({r.config for r in mine}), "passed": all(r.passed for r in mine),
            "tolerance_reason": case.tolerance_reason, "dtypes": {}, "failures": []}
     for d in dtypes:
       rd = [r for r in mine if r.dtype == d]

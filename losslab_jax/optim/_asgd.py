@@ -120,7 +120,8 @@ def asgd(lr: _common.ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alpha: float 
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``: ``chain(maximize, coupled weight decay,
-    scale_by_asgd, scale(-1))``, whose ASGD state is an :class:`ASGDState` (``step``, ``eta``, ``mu``, ``ax``).
+    scale_by_asgd, scale(-1))``, whose ASGD state is an :class:`ASGDState` (``step``, ``eta``,
+    ``mu``, ``ax``).
     ``update`` needs ``params``.
 
   Raises:
@@ -137,7 +138,7 @@ def asgd(lr: _common.ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alpha: float 
     >>> import jax.numpy as jnp, optax
     >>> import losslab_jax as ll
     >>> tx = ll.optim.asgd(lr=0.1, lambd=0.0)
-    >>> p = jnp.array([1.0, -2.0])
+    >>> p = jnp.array([1.0, -2.0], jnp.float32)
     >>> u, state = tx.update(jnp.array([0.5, -3.0]), tx.init(p), p)
     >>> print(optax.apply_updates(p, u))
     [ 0.95 -1.7 ]

@@ -87,16 +87,17 @@ def clip_grad_norm(max_norm: float, norm_type: float = 2.0) -> optax.GradientTra
     below the threshold untouched (scale 0.0955717735 vs torch's 0.0955717552 at max_norm=0.5,
     norm=5.23). Each leaf's norm is computed in the leaf's dtype (bf16/f16 accumulate in float32),
     the total in the promoted dtype, and each gradient keeps its dtype.
-    Parity: float64 <= 1e-10, float32 <= 1e-5 (case ``clip_grad_norm``).
+    Parity: float64 <= 1e-10, float32 <= 1e-5 (cases ``clip_grad_norm``, and
+    ``clip_grad_norm_then_step`` before SGD, Adam and ASGD steps).
 
   Examples:
     >>> import jax.numpy as jnp
     >>> import losslab_jax as ll
     >>> tx = ll.optim.clip_grad_norm(1.0)
-    >>> g = {"a": jnp.array([3.0]), "b": jnp.array([4.0])}
-    >>> u, state = tx.update(g, tx.init(g))
+    >>> g = {"a": jnp.array([3.0], jnp.float32), "b": jnp.array([4.0], jnp.float32)}
+    >>> u, state = tx.update(g, tx.init(g))  # scaled by 1 / (5 + 1e-6), as torch does
     >>> print(state.total_norm, u["a"], u["b"])
-    5.0 [0.59999985] [0.7999998]
+    5.0 [0.5999999] [0.79999983]
   """
   max_norm = _check_number("clip_grad_norm", "max_norm", max_norm)
   norm_type = _check_number("clip_grad_norm", "norm_type", norm_type)
@@ -163,6 +164,7 @@ def clip_grad_value(clip_value: float) -> optax.GradientTransformation:
 
   def update_fn(updates, state, params=None):
     del params
-    return jax.tree.map(lambda g: jnp.clip(g, -jnp.asarray(c, g.dtype), jnp.asarray(c, g.dtype)), updates), state
+    clip = lambda g: jnp.clip(g, -jnp.asarray(c, g.dtype), jnp.asarray(c, g.dtype))  # noqa: E731
+    return jax.tree.map(clip, updates), state
 
   return optax.GradientTransformation(init_fn, update_fn)

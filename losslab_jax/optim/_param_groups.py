@@ -13,10 +13,10 @@ def _check_labels(transforms: Mapping[Hashable, Any], labels: Any) -> None:
   used = set(jax.tree.leaves(labels))
   unknown = sorted(map(repr, used - set(transforms)))
   if unknown:
+    groups = ", ".join(sorted(map(repr, transforms)))
     raise ValueError(
-        f"param_groups: expected every label to name a group in `transforms` ({sorted(map(repr, transforms))}),"
-        f" got unknown labels {', '.join(unknown)}; add a transform for each (optax.set_to_zero() for a"
-        f" frozen group)")
+        f"param_groups: expected every label to name a group in `transforms` ({groups}), got unknown labels"
+        f" {', '.join(unknown)}; add a transform for each (optax.set_to_zero() for a frozen group)")
 
 
 def param_groups(transforms: Mapping[Hashable, optax.GradientTransformation],
@@ -52,7 +52,10 @@ def param_groups(transforms: Mapping[Hashable, optax.GradientTransformation],
     transforms: group name -> transformation (any optax transformation; an optimizer from
       ``ll.optim``, ``optax.set_to_zero()`` for frozen leaves, a chain with clipping, ...).
     labels: a pytree with the params' structure (or a prefix of it) whose leaves are group names,
-      or a callable ``params -> labels``.
+      or a callable ``params -> labels``. The containers must match the params' (an ``nnx.State``
+      for ``nnx.Optimizer``): build them from the paths, e.g. ``lambda params:
+      jax.tree_util.tree_map_with_path(lambda path, _: "frozen" if path[0].key == "encoder" else
+      "train", params)``.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` (``optax.multi_transform``); extra keyword
@@ -72,11 +75,11 @@ def param_groups(transforms: Mapping[Hashable, optax.GradientTransformation],
   Examples:
     >>> import jax.numpy as jnp, optax
     >>> import losslab_jax as ll
-    >>> params = {"a": jnp.array(1.0), "b": jnp.array(1.0), "c": jnp.array(1.0)}
+    >>> params = {k: jnp.array(1.0, jnp.float32) for k in "abc"}
     >>> tx = ll.optim.param_groups({"slow": ll.optim.rprop(lr=0.01), "fast": ll.optim.rprop(lr=0.1),
     ...                             "frozen": optax.set_to_zero()}, {"a": "slow", "b": "fast", "c": "frozen"})
     >>> u, _ = tx.update({"a": jnp.array(2.0), "b": jnp.array(2.0), "c": jnp.array(2.0)}, tx.init(params))
-    >>> print({k: float(v) for k, v in optax.apply_updates(params, u).items()})
+    >>> print({k: round(float(v), 6) for k, v in optax.apply_updates(params, u).items()})
     {'a': 0.99, 'b': 0.9, 'c': 1.0}
   """
   if not isinstance(transforms, Mapping) or not transforms:

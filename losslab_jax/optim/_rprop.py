@@ -54,7 +54,8 @@ def _rprop_leaf(g, prev, step_size, *, etaminus, etaplus, step_size_min, step_si
   dt = step_size.dtype
   g = g.astype(dt)
   s = _torch_sign(g * prev.astype(dt))
-  factor = jnp.where(s > 0, jnp.asarray(etaplus, dt), jnp.where(s < 0, jnp.asarray(etaminus, dt), jnp.ones([], dt)))
+  factor = jnp.where(s > 0, jnp.asarray(etaplus, dt),
+                     jnp.where(s < 0, jnp.asarray(etaminus, dt), jnp.ones([], dt)))
   step_size = jnp.clip(step_size * factor, jnp.asarray(step_size_min, dt), jnp.asarray(step_size_max, dt))
   g = jnp.where(s < 0, jnp.zeros([], dt), g)
   return _torch_sign(g) * step_size, g, step_size
@@ -149,7 +150,7 @@ def rprop(lr: _common.ScalarOrSchedule = 1e-2, etas: tuple[float, float] = (0.5,
     >>> import jax.numpy as jnp, optax
     >>> import losslab_jax as ll
     >>> tx = ll.optim.rprop(lr=0.1)
-    >>> p = jnp.array([1.0, -2.0])
+    >>> p = jnp.array([1.0, -2.0], jnp.float32)
     >>> state = tx.init(p)
     >>> u, state = tx.update(jnp.array([0.5, -3.0]), state, p)  # first step: -sign(g) * lr
     >>> print(optax.apply_updates(p, u))

@@ -52,8 +52,8 @@ def initial(seed: int, dtype: str) -> tuple[dict[str, np.ndarray], np.ndarray, n
 def jax_loss(params, x, y):
   import jax.numpy as jnp
 
-  h = jnp.tanh(x @ params["w1"] + params["b1"])
-  out = params["s"] * (h @ params["w2"]) + params["b2"]
+  h = jnp.tanh(x @ params["w1"] + params["b1"][None, :])  # explicit broadcast: rank promotion may raise
+  out = params["s"] * (h @ params["w2"]) + params["b2"][None, :]
   return jnp.mean(jnp.log(jnp.cosh(out - y))) + 0.05 * jnp.mean(params["w1"] ** 4)
 
 

@@ -1,0 +1,44 @@
+"""Worker-process side of ``python -m parity``: each worker loads the registry once and runs cases."""
+
+from __future__ import annotations
+
+import time
+
+
+def setup_jax() -> None:
+  import warnings
+
+  # torch's F.kl_div(reduction="mean") warns by design; the kl_div cases exercise exactly that.
+  warnings.filterwarnings("ignore", message="reduction: 'mean' divides the total loss", category=UserWarning)
+  import jax
+
+  jax.config.update("jax_enable_x64", True)
+
+
+_WORKER_REGISTRY = None
+
+
+def worker_init() -> None:
+  global _WORKER_REGISTRY
+  setup_jax()
+  try:
+    import torch
+
+    torch.set_num_threads(1)  # one core per worker process
+  except ImportError:
+    pass
+  from parity._case import load_all
+
+  _WORKER_REGISTRY = load_all()
+
+
+def run_one(name: str, config_ids: list[str], dtypes: list[str]):
+  from parity._compare import case_dtypes, run_config
+
+  case = _WORKER_REGISTRY[name]
+  t0 = time.perf_counter()
+  results = [run_config(case, cfg, d) for d in case_dtypes(case, dtypes)
+             for cfg in case.configs if cfg.id in config_ids]
+  return name, results, time.perf_counter() - t0
+
+
