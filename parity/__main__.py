@@ -1,6 +1,6 @@
 """``python -m parity [run|list|bench] ...``.
 
-run (default)  every default case with its first two configs (``--all``: every case, every config),
+run (default)  every default case with its first config (``--all``: every case, every config),
                float32 and float64, in worker processes; exit 1 on any mismatch.
 list           the registered cases.
 bench [what]   speed against torch and optax (``losses``, ``optim``, ``schedules``, ``sharding``; default all).
@@ -29,7 +29,7 @@ def _select(registry, patterns, include_all):
   return cases
 
 
-DEFAULT_CONFIGS_PER_CASE = 2
+DEFAULT_CONFIGS_PER_CASE = 1
 
 def cmd_run(args) -> int:
   import concurrent.futures
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", action="append", choices=["float32", "float64"], default=None,
                    help="dtypes to run (repeatable; default both)")
     p.add_argument("--all", action="store_true",
-                   help="every registered case and every config (default: the first %d configs of each default case)"
+                   help="every registered case and every config (default: the first %d config(s) of each default case)"
                    % DEFAULT_CONFIGS_PER_CASE)
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="worker processes (default: min(2, CPUs))")
