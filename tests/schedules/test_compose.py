@@ -14,26 +14,11 @@ import pytest
 import losslab_jax as ll
 from losslab_jax.schedules._step import TABLE_SIZE
 
+from tests.schedules._torch_ref import eager, torch_lrs  # noqa: E402
+
 S = ll.schedules
 
 
-def torch_lrs(make, K, lr=0.1, steps_per_epoch=1):
-  """torch's lr during optimizer step t = 0..K, the scheduler stepped after every `steps_per_epoch`."""
-  torch = pytest.importorskip("torch")
-  p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-  opt = torch.optim.SGD([p], lr=lr)
-  sched = make(opt, torch.optim.lr_scheduler)
-  out = []
-  for t in range(K + 1):
-    out.append(sched.get_last_lr()[0])
-    opt.step()
-    if (t + 1) % steps_per_epoch == 0:
-      sched.step()
-  return out
-
-
-def eager(schedule, K):
-  return [float(schedule(k)) for k in range(K + 1)]
 
 
 # --- lambda_lr / multiplicative_lr ---------------------------------------------------------------

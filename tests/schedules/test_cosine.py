@@ -14,24 +14,11 @@ import pytest
 import losslab_jax as ll
 from losslab_jax.schedules._step import TABLE_SIZE
 
+from tests.schedules._torch_ref import eager, torch_lrs  # noqa: E402
+
 S = ll.schedules
 
 
-def torch_lrs(make, K, lr=0.1):
-  torch = pytest.importorskip("torch")
-  p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-  opt = torch.optim.SGD([p], lr=lr)
-  sched = make(opt, torch.optim.lr_scheduler)
-  out = [sched.get_last_lr()[0]]
-  for _ in range(K):
-    opt.step()
-    sched.step()
-    out.append(sched.get_last_lr()[0])
-  return out
-
-
-def eager(schedule, K):
-  return [float(schedule(k)) for k in range(K + 1)]
 
 
 def closed_cosine(k, lr, T, eta=0.0):
