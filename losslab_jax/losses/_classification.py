@@ -123,7 +123,7 @@ def _gather(a: jax.Array, idx: jax.Array) -> jax.Array:
 
 def _index_loss(
     fn: str,
-    lp: jax.Array,
+    lp: jax.Array | None,
     t: jax.Array,
     weight: jax.Array | None,
     ignore_index: int,
@@ -133,13 +133,14 @@ def _index_loss(
 ) -> jax.Array:
   """torch's NLL over log-probabilities ``lp`` ``(*B, C)`` with index targets, plus smoothing.
 
-  With ``logits`` given and no smoothing, the picked log-probability is computed as
-  ``logits[t] - logsumexp(logits)`` (``lp`` is then unused and XLA drops it): the same value to an
-  ulp, without the ``(*B, C)`` log-softmax and its scatter-shaped backward (2x faster on CPU).
+  With ``logits`` given and no smoothing, ``lp`` may be None: the picked log-probability is then
+  ``logits[t] - logsumexp(logits)``, the same value to an ulp, without the ``(*B, C)`` log-softmax
+  and its scatter-shaped backward (2x faster on CPU).
   """
-  num_classes = lp.shape[-1]
+  ref = lp if lp is not None else logits
+  num_classes = ref.shape[-1]
   safe_t, keep, bad = _pick_classes(fn, t, num_classes, ignore_index)
-  w_t = jnp.ones_like(lp[..., 0]) if weight is None else weight[safe_t]
+  w_t = jnp.ones_like(ref[..., 0]) if weight is None else weight[safe_t]
   if logits is not None and label_smoothing == 0.0:
     picked = _gather(logits, safe_t) - jax.nn.logsumexp(logits, axis=-1)
   else:
@@ -241,10 +242,12 @@ def cross_entropy(
   w = _check_weight(fn, "weight", weight, x.shape[-1])
   dtype = _dtypes.result_float_dtype(x, t, w)
   cdt = _dtypes.compute_dtype(dtype)
-  lp = jax.nn.log_softmax(x.astype(cdt), axis=-1)
   w = None if w is None else w.astype(cdt)
   if not is_probs:
-    return _index_loss(fn, lp, t, w, ignore_index, reduction, eps, logits=x.astype(cdt)).astype(dtype)
+    xc = x.astype(cdt)
+    lp = jax.nn.log_softmax(xc, axis=-1) if eps > 0.0 else None  # only smoothing needs every class
+    return _index_loss(fn, lp, t, w, ignore_index, reduction, eps, logits=xc).astype(dtype)
+  lp = jax.nn.log_softmax(x.astype(cdt), axis=-1)
   if ignore_index >= 0:
     raise ValueError(f"{fn}: expected a negative `ignore_index` with probability targets (nothing"
                      f" is ignored there), got ignore_index={ignore_index}")
