@@ -53,3 +53,8 @@ __all__ += ["AdamState", "adam", "adamw", "scale_by_adam",
 __all__ += ["ASGDState", "asgd", "scale_by_asgd", "ClipGradNormState", "clip_grad_norm", "clip_grad_value",
             "LBFGSState", "lbfgs", "param_groups", "RpropState", "rprop", "scale_by_rprop"]
 __all__ += ["ReduceLROnPlateauState", "reduce_lr_on_plateau"]
+from losslab_jax.optim._common import ScaleByLrState as ScaleByLrState  # noqa: E402 - torch-twin registry
+from losslab_jax.optim._registry import TorchTwin as TorchTwin  # noqa: E402
+from losslab_jax.optim._registry import register_torch_twin as register_torch_twin  # noqa: E402
+from losslab_jax.optim._registry import torch_twins as torch_twins  # noqa: E402
+__all__ += ["ScaleByLrState", "TorchTwin", "register_torch_twin", "torch_twins"]

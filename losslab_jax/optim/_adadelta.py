@@ -126,3 +126,11 @@ def adadelta(lr: ScalarOrSchedule = 1.0, rho: float = 0.9, eps: float = 1e-6, we
       _common.coupled_weight_decay(weight_decay, fn="adadelta"),
       scale_by_adadelta(rho, eps),
       _common.scale_by_lr(lr, fn="adadelta"))
+
+
+# --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---
+from losslab_jax.optim import _registry  # noqa: E402
+
+_registry.register_torch_twin(_registry.TorchTwin(
+    torch_class="torch.optim.Adadelta", factory=adadelta, state_type=AdadeltaState, torch_keeps_step=True,
+    kwarg_map={k: k for k in ("rho", "eps", "weight_decay", "maximize")}))

@@ -133,3 +133,12 @@ def adagrad(lr: ScalarOrSchedule = 1e-2, lr_decay: float = 0.0, weight_decay: fl
       _common.coupled_weight_decay(weight_decay, fn="adagrad"),
       scale_by_adagrad(initial_accumulator_value, eps),
       _common.scale_by_lr(_decayed_lr(lr, lr_decay), fn="adagrad"))
+
+
+# --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---
+from losslab_jax.optim import _registry  # noqa: E402
+
+_registry.register_torch_twin(_registry.TorchTwin(
+    torch_class="torch.optim.Adagrad", factory=adagrad, state_type=AdagradState, torch_keeps_step=True,
+    kwarg_map={k: k for k in ("lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize")},
+    notes="torch creates the state at construction (sum = initial_accumulator_value, step 0)"))

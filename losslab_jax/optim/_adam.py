@@ -198,3 +198,16 @@ def adamw(lr: ScalarOrSchedule = 1e-3, betas: tuple[ScalarOrSchedule, float] = (
   """
   return adam(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay=True)
 
+
+
+# --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---
+from losslab_jax.optim import _registry  # noqa: E402
+
+_registry.register_torch_twin(_registry.TorchTwin(
+    torch_class="torch.optim.Adam", factory=adam, state_type=AdamState, torch_keeps_step=True,
+    kwarg_map={k: k for k in ("betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")},
+    momentum_key="betas"))
+_registry.register_torch_twin(_registry.TorchTwin(
+    torch_class="torch.optim.AdamW", factory=adamw, state_type=AdamState, torch_keeps_step=True,
+    kwarg_map={k: k for k in ("betas", "eps", "weight_decay", "amsgrad", "maximize")},
+    momentum_key="betas"))

@@ -122,3 +122,11 @@ def adamax(lr: ScalarOrSchedule = 2e-3, betas: tuple[ScalarOrSchedule, float] = 
       _common.coupled_weight_decay(weight_decay, fn="adamax"),
       scale_by_adamax(betas, eps),
       _common.scale_by_lr(lr, fn="adamax"))
+
+
+# --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---
+from losslab_jax.optim import _registry  # noqa: E402
+
+_registry.register_torch_twin(_registry.TorchTwin(
+    torch_class="torch.optim.Adamax", factory=adamax, state_type=AdamaxState, torch_keeps_step=True,
+    kwarg_map={k: k for k in ("betas", "eps", "weight_decay", "maximize")}, momentum_key="betas"))

@@ -150,3 +150,12 @@ def asgd(lr: _common.ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alpha: float 
   _common.check_nonneg("weight_decay value", weight_decay)
   return _common.chain(_common.maximize(maximize), _common.coupled_weight_decay(weight_decay, fn="asgd"),
                        scale_by_asgd(lr, lambd, alpha, t0), optax.scale(-1.0))
+
+
+# --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---
+from losslab_jax.optim import _registry  # noqa: E402
+
+_registry.register_torch_twin(_registry.TorchTwin(
+    torch_class="torch.optim.ASGD", factory=asgd, state_type=ASGDState, torch_keeps_step=True,
+    kwarg_map={k: k for k in ("lambd", "alpha", "t0", "weight_decay", "maximize")},
+    scalar_fields=("eta", "mu")))

@@ -126,3 +126,21 @@ def lion(lr: ScalarOrSchedule = 1e-4, betas: tuple[ScalarOrSchedule, float] = (0
   return _common.chain(
       scale_by_lion(betas),
       _common.scale_by_lr(lr, decoupled_weight_decay=weight_decay, fn="lion"))
+
+
+# --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---
+from losslab_jax.optim import _registry  # noqa: E402
+
+
+def _build_from_lion_pytorch(kwargs, optimizer):
+  """lion-pytorch with ``decoupled_weight_decay=True`` decays by ``lr * wd / lr0`` (``lr0``: its first lr)."""
+  kwargs = dict(kwargs)
+  if optimizer is not None and getattr(optimizer, "decoupled_wd", False):
+    kwargs["weight_decay"] = kwargs.get("weight_decay", 0.0) / optimizer._init_lr  # noqa: SLF001 - kept there
+  return lion(**kwargs)
+
+
+_registry.register_torch_twin(_registry.TorchTwin(
+    torch_class="lion_pytorch.Lion", factory=lion, state_type=LionState, torch_keeps_step=False,
+    kwarg_map={k: k for k in ("betas", "weight_decay")}, momentum_key="betas", build=_build_from_lion_pytorch,
+    notes="lucidrains lion-pytorch; it keeps no step count: conversions need step_count= or scheduler="))

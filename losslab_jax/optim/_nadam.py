@@ -164,3 +164,13 @@ def nadam(lr: ScalarOrSchedule = 2e-3, betas: tuple[ScalarOrSchedule, float] = (
       _common.coupled_weight_decay(wd_coupled, fn="nadam"),
       scale_by_nadam(betas, eps, momentum_decay),
       _common.scale_by_lr(lr, decoupled_weight_decay=wd_decoupled, fn="nadam"))
+
+
+# --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---
+from losslab_jax.optim import _registry  # noqa: E402
+
+_registry.register_torch_twin(_registry.TorchTwin(
+    torch_class="torch.optim.NAdam", factory=nadam, state_type=NAdamState, torch_keeps_step=True,
+    kwarg_map={k: k for k in ("betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay",
+                              "maximize")},
+    momentum_key="betas", scalar_fields=("mu_product",)))

@@ -151,3 +151,12 @@ def radam(lr: ScalarOrSchedule = 1e-3, betas: tuple[ScalarOrSchedule, float] = (
       _common.coupled_weight_decay(wd_coupled, fn="radam"),
       scale_by_radam(betas, eps),
       _common.scale_by_lr(lr, decoupled_weight_decay=wd_decoupled, fn="radam"))
+
+
+# --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---
+from losslab_jax.optim import _registry  # noqa: E402
+
+_registry.register_torch_twin(_registry.TorchTwin(
+    torch_class="torch.optim.RAdam", factory=radam, state_type=RAdamState, torch_keeps_step=True,
+    kwarg_map={k: k for k in ("betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize")},
+    momentum_key="betas"))

@@ -150,3 +150,12 @@ def rmsprop(lr: ScalarOrSchedule = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
       _common.coupled_weight_decay(weight_decay, fn="rmsprop"),
       scale_by_rmsprop(alpha, eps, momentum, centered),
       _common.scale_by_lr(lr, fn="rmsprop"))
+
+
+# --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---
+from losslab_jax.optim import _registry  # noqa: E402
+
+_registry.register_torch_twin(_registry.TorchTwin(
+    torch_class="torch.optim.RMSprop", factory=rmsprop, state_type=RMSpropState, torch_keeps_step=True,
+    kwarg_map={k: k for k in ("alpha", "eps", "weight_decay", "momentum", "centered", "maximize")},
+    momentum_key="momentum"))

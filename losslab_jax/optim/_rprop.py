@@ -157,3 +157,11 @@ def rprop(lr: _common.ScalarOrSchedule = 1e-2, etas: tuple[float, float] = (0.5,
     [ 0.9 -1.9]
   """
   return _common.chain(_common.maximize(maximize), scale_by_rprop(lr, etas, step_sizes), optax.scale(-1.0))
+
+
+# --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---
+from losslab_jax.optim import _registry  # noqa: E402
+
+_registry.register_torch_twin(_registry.TorchTwin(
+    torch_class="torch.optim.Rprop", factory=rprop, state_type=RpropState, torch_keeps_step=True,
+    kwarg_map={k: k for k in ("etas", "step_sizes", "maximize")}))

@@ -137,3 +137,12 @@ def sgd(lr: ScalarOrSchedule = 1e-3, momentum: ScalarOrSchedule = 0.0, dampening
       _common.coupled_weight_decay(weight_decay, fn="sgd"),
       scale_by_sgd(momentum, dampening, nesterov),
       _common.scale_by_lr(lr, fn="sgd"))
+
+
+# --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---
+from losslab_jax.optim import _registry  # noqa: E402
+
+_registry.register_torch_twin(_registry.TorchTwin(
+    torch_class="torch.optim.SGD", factory=sgd, state_type=SGDState, torch_keeps_step=False,
+    kwarg_map={k: k for k in ("momentum", "dampening", "weight_decay", "nesterov", "maximize")},
+    momentum_key="momentum", notes="torch keeps no step count: conversions need step_count= or scheduler="))
