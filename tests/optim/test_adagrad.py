@@ -27,12 +27,6 @@ def test_invalid_hyperparameters_use_torch_wording(kwargs, message):
     ll.optim.adagrad(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs,message", BAD, ids=[m for _, m in BAD])
-def test_torch_raises_the_same_message(kwargs, message):
-  torch = pytest.importorskip("torch")
-  with pytest.raises(ValueError, match=re.escape(message)):
-    torch.optim.Adagrad([torch.zeros(1, requires_grad=True)], **kwargs)
-
 
 def test_state_fields_dtypes_and_initial_accumulator():
   state = ll.optim.scale_by_adagrad(initial_accumulator_value=0.25).init({"w": jnp.zeros(3, jnp.float32)})

@@ -202,14 +202,6 @@ def test_bad_arguments(kwargs, error, message):
     plateau(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs", [{"factor": 1.0}, {"mode": "maximum"}, {"threshold_mode": "percent"}])
-def test_torch_rejects_the_same_arguments(kwargs):
-  torch = pytest.importorskip("torch")
-  opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-  with pytest.raises(ValueError):
-    torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **kwargs)
-
-
 def test_update_needs_a_scalar_value():
   tx = plateau()
   state = tx.init(jnp.zeros(()))

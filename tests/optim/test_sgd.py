@@ -28,12 +28,6 @@ def test_invalid_hyperparameters_use_torch_wording(kwargs, message):
     ll.optim.sgd(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs,message", BAD, ids=[str(k) for k, _ in BAD])
-def test_torch_raises_the_same_message(kwargs, message):
-  torch = pytest.importorskip("torch")
-  with pytest.raises(ValueError, match=re.escape(message)):
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], **kwargs)
-
 
 def test_state_fields_and_dtypes():
   params = {"w": jnp.zeros((2, 3), jnp.float32)}

@@ -246,11 +246,3 @@ def test_schedules_drive_inject_hyperparams():
 def test_bad_arguments(call, error, message):
   with pytest.raises(error, match=re.escape(message)):
     call()
-
-
-def test_torch_rejects_a_wrong_milestone_count():
-  torch = pytest.importorskip("torch")
-  opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-  L = torch.optim.lr_scheduler
-  with pytest.raises(ValueError, match="Sequential Schedulers expects number of schedulers"):
-    L.SequentialLR(opt, [L.StepLR(opt, 2), L.StepLR(opt, 2)], [])

@@ -172,11 +172,3 @@ def test_dtypes_and_strict_promotion(make):
 def test_bad_arguments(call, message):
   with pytest.raises(ValueError, match=re.escape(message)):
     call()
-
-
-@pytest.mark.parametrize("kwargs", [{"T_0": 0}, {"T_0": 3, "T_mult": 0}, {"T_0": 2.5}])
-def test_torch_rejects_the_same_warm_restart_arguments(kwargs):
-  torch = pytest.importorskip("torch")
-  opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-  with pytest.raises(ValueError):
-    torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, **kwargs)

@@ -91,7 +91,6 @@ def test_one_cycle_lr_and_momentum_are_torch_bitwise(name, kw, optimizer):
 
 
 def test_one_cycle_past_total_steps_raises_eagerly_and_is_nan_under_jit():
-  torch = pytest.importorskip("torch")
   s, m = S.one_cycle_lr(1.0, 10), S.one_cycle_momentum(10)
   message = "Tried to step 11 times. The specified number of total steps is 10"
   for f in (s, m):
@@ -101,20 +100,10 @@ def test_one_cycle_past_total_steps_raises_eagerly_and_is_nan_under_jit():
       f(np.arange(15))
     traced = np.asarray(jax.jit(f)(jnp.arange(15)))
     assert np.all(np.isfinite(traced[:11])) and np.all(np.isnan(traced[11:]))
-  opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
-  sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1.0, 10)
-  for _ in range(10):
-    opt.step()
-    sched.step()
-  with pytest.raises(ValueError, match=re.escape(message)):
-    sched.step()
 
 
 def test_one_cycle_zero_length_phases_follow_torch():
-  torch = pytest.importorskip("torch")
-  opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
-  with pytest.raises(ZeroDivisionError):  # warm-up of length 0: torch fails at construction
-    torch.optim.lr_scheduler.OneCycleLR(opt, 1.0, 10, pct_start=0.1)
+  # (torch 2.x fails at construction with a ZeroDivisionError for a warm-up of length 0)
   with pytest.raises(ValueError, match="one_cycle_lr: expected the warm-up phase to span more than one step"):
     S.one_cycle_lr(1.0, 10, pct_start=0.1)
   # pct_start=1: the last phase has length 0, torch fails at step 10

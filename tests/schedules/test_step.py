@@ -162,15 +162,6 @@ def test_bad_arguments(call, message):
     call()
 
 
-@pytest.mark.parametrize("kwargs", [{"factor": 1.5}, {"start_factor": 0.0}, {"end_factor": 1.5}])
-def test_torch_rejects_the_same_factors(kwargs):
-  torch = pytest.importorskip("torch")
-  opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-  cls = torch.optim.lr_scheduler.ConstantLR if "factor" in kwargs else torch.optim.lr_scheduler.LinearLR
-  with pytest.raises(ValueError):
-    cls(opt, **kwargs)
-
-
 def test_constant_factor_zero_raises_where_torch_divides_by_zero():
   s = S.constant_lr(0.1, factor=0.0, total_iters=3)
   assert float(s(2)) == 0.0
