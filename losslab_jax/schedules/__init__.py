@@ -17,6 +17,14 @@ from losslab_jax.schedules._cyclic import cyclic_lr as cyclic_lr
 from losslab_jax.schedules._cyclic import cyclic_momentum as cyclic_momentum
 from losslab_jax.schedules._cyclic import one_cycle_lr as one_cycle_lr
 from losslab_jax.schedules._cyclic import one_cycle_momentum as one_cycle_momentum
+from losslab_jax.schedules._hf import constant_schedule_with_warmup as constant_schedule_with_warmup
+from losslab_jax.schedules._hf import cosine_schedule_with_warmup as cosine_schedule_with_warmup
+from losslab_jax.schedules._hf import cosine_with_hard_restarts_schedule_with_warmup as cosine_with_hard_restarts_schedule_with_warmup
+from losslab_jax.schedules._hf import cosine_with_min_lr_schedule_with_warmup as cosine_with_min_lr_schedule_with_warmup
+from losslab_jax.schedules._hf import inverse_sqrt_schedule as inverse_sqrt_schedule
+from losslab_jax.schedules._hf import linear_schedule_with_warmup as linear_schedule_with_warmup
+from losslab_jax.schedules._hf import polynomial_decay_schedule_with_warmup as polynomial_decay_schedule_with_warmup
+from losslab_jax.schedules._hf import wsd_schedule as wsd_schedule
 from losslab_jax.schedules._step import constant_lr as constant_lr
 from losslab_jax.schedules._step import exponential_lr as exponential_lr
 from losslab_jax.schedules._step import linear_lr as linear_lr
@@ -43,4 +51,14 @@ __all__ = [
     "sequential_lr",
     "step_lr",
     "warmup_cosine",
+]
+__all__ += [
+    "constant_schedule_with_warmup",
+    "cosine_schedule_with_warmup",
+    "cosine_with_hard_restarts_schedule_with_warmup",
+    "cosine_with_min_lr_schedule_with_warmup",
+    "inverse_sqrt_schedule",
+    "linear_schedule_with_warmup",
+    "polynomial_decay_schedule_with_warmup",
+    "wsd_schedule",
 ]
