@@ -1,0 +1,273 @@
+"""``parity.compare_forward``: run a torch module and its nnx port on the same inputs, submodule by submodule."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from parity._case import DEFAULT_RTOL
+from parity._compare import array_error
+from parity._port import _traps
+from parity._port._capture import Call, nnx_calls, torch_calls
+from parity._port._report import Divergence, ForwardReport, ForwardRow, Trap
+
+LayoutHook = Callable[[str, np.ndarray, tuple], "np.ndarray | None"]
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+  return array_error(a, b).rel
+
+
+def to_torch_layout(nnx_arr: np.ndarray, torch_shape: tuple, path: str = "",
+                    output_layout: LayoutHook | None = None) -> np.ndarray | None:
+  """An nnx array in torch's layout, or None when no rule fits.
+
+  Rules, in order: the user's ``output_layout(path, nnx_array, torch_shape)`` (return None to fall
+  through); equal shapes are taken as the same layout; a channels-last array ``(N, *S, C)`` whose
+  torch twin is ``(N, C, *S)`` is moved to channels-first.
+  """
+  if output_layout is not None:
+    out = output_layout(path, nnx_arr, torch_shape)
+    if out is not None:
+      return np.asarray(out)
+  if nnx_arr.shape == tuple(torch_shape):
+    return nnx_arr
+  if nnx_arr.ndim >= 3 and nnx_arr.shape == (torch_shape[0], *torch_shape[2:], torch_shape[1]):
+    return np.moveaxis(nnx_arr, -1, 1)
+  return None
+
+
+def _leaves_error(n_leaves: Sequence[np.ndarray], t_leaves: Sequence[np.ndarray], path: str,
+                  output_layout: LayoutHook | None) -> tuple[float | None, str]:
+  """Worst error over paired leaves; ``inf`` (and a note) when shapes cannot be aligned."""
+  if not t_leaves:
+    return None, "no array"
+  if len(n_leaves) != len(t_leaves):
+    return float("inf"), f"torch gives {len(t_leaves)} arrays, nnx {len(n_leaves)}"
+  worst = 0.0
+  for n, t in zip(n_leaves, t_leaves):
+    aligned = to_torch_layout(n, t.shape, path, output_layout)
+    if aligned is None:
+      return float("inf"), f"shape mismatch: torch {tuple(t.shape)}, nnx {tuple(n.shape)}"
+    worst = max(worst, _rel(aligned, t))
+  return worst, ""
+
+
+def _input_converter(input_layout: Any, torch_module: Any, nnx_module: Any) -> Callable[[np.ndarray], np.ndarray]:
+  if callable(input_layout):
+    return input_layout
+  if input_layout == "auto":
+    from flax import nnx
+    from torch import nn
+
+    t_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in torch_module.modules())
+    n_conv = any(isinstance(m, (nnx.Conv, nnx.ConvTranspose)) for _, m in nnx.iter_modules(nnx_module))
+    input_layout = "channels_last" if (t_conv and n_conv) else "same"
+  if input_layout == "same":
+    return lambda x: x
+  if input_layout == "channels_last":
+    return lambda x: np.moveaxis(x, 1, -1) if (x.ndim >= 3 and x.dtype.kind == "f") else x
+  raise ValueError(f"compare_forward: expected input_layout 'auto', 'same', 'channels_last' or a callable, "
+                   f"got {input_layout!r}")
+
+
+def _as_numpy(x: Any, dtype: Any) -> np.ndarray:
+  if hasattr(x, "detach"):
+    x = x.detach().cpu().numpy()
+  a = np.asarray(x)
+  if dtype is not None and a.dtype.kind == "f":
+    a = a.astype(dtype)
+  return a
+
+
+def _model_dtype(torch_module: Any) -> str | None:
+  for p in torch_module.parameters():
+    return str(p.dtype).replace("torch.", "")
+  return None
+
+
+def compare_forward(torch_module: Any, nnx_module: Any, *inputs: Any, rtol: float | None = None,
+                    dtype: str | None = None, input_layout: Any = "auto",
+                    output_layout: LayoutHook | None = None, module_map: Mapping[str, str] | None = None,
+                    probe: bool = True) -> ForwardReport:
+  """Run a torch module and its nnx port on the same inputs; compare every submodule's output.
+
+  Every submodule call is recorded on both sides (torch with forward hooks; nnx by temporarily
+  wrapping ``__call__`` of the submodule classes, restored afterwards even on error). Submodules
+  are paired by path: torch's ``layer1.0.conv1`` is nnx's ``('layer1', 0, 'conv1')`` (and
+  ``nnx.Sequential``'s ``layers`` step is skipped, as torch's ``nn.Sequential`` has none); the
+  k-th call of a torch submodule pairs with the k-th call of its nnx twin. For each call the
+  report gives the output shapes and the relative error (parity's measure, see
+  :mod:`parity._compare`) of the inputs and of the outputs.
+
+  The **first divergence** is the first submodule, in torch's completion order (children before
+  their parent), whose output differs beyond ``rtol`` while its inputs agreed. When that is a
+  parent whose children all agree, the note names the first child whose *inputs* already
+  differ: the difference is in the parent's own code before that child.
+
+  Known flax-vs-torch traps are recognised on the paired modules' configuration (LayerNorm /
+  GroupNorm / BatchNorm eps, BatchNorm momentum convention, mode and running variance, a dropped
+  bias, asymmetric ``'SAME'`` padding, active dropout; see :mod:`parity._port._traps`) and, at the
+  first divergence, by rerunning the diverging torch submodule on its recorded inputs with the
+  flax convention patched in (tanh GELU, flax's norm epsilons): a rerun that reproduces the flax
+  output confirms the trap.
+
+  Args:
+    torch_module: the reference ``torch.nn.Module`` (put it in ``eval()`` mode unless you want
+      training-mode behaviour on both sides).
+    nnx_module: the port, a ``flax.nnx.Module``, called eagerly as ``nnx_module(*inputs)``.
+    *inputs: the inputs in torch's layout (numpy arrays or tensors).
+    rtol: relative tolerance; default float32 1e-5, float64 1e-10.
+    dtype: the dtype floating inputs are cast to (default: the torch module's parameter dtype).
+    input_layout: how a torch-layout input becomes the nnx input: ``"auto"`` (channels-last, axis
+      1 moved last, for floating inputs of rank >= 3 when both models hold convolutions; else
+      unchanged), ``"same"``, ``"channels_last"``, or a callable ``array -> array``.
+    output_layout: optional ``(torch_path, nnx_array, torch_shape) -> array in torch layout``, for
+      layouts the automatic rule (equal shapes; ``(N, *S, C)`` <-> ``(N, C, *S)``) cannot see.
+      Return None to fall through to the automatic rule.
+    module_map: ``{torch path: nnx dotted path}`` overrides for submodules whose names differ.
+    probe: rerun the diverging torch submodule under each known trap to name it (default True).
+
+  Returns:
+    A :class:`~parity._port._report.ForwardReport`.
+
+  Examples:
+    >>> import numpy as np, torch
+    >>> from flax import nnx
+    >>> import parity
+    >>> t = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4)).double()
+    >>> n = nnx.Sequential(nnx.Linear(3, 4, param_dtype=np.float64, rngs=nnx.Rngs(0)),
+    ...                    nnx.LayerNorm(4, param_dtype=np.float64, rngs=nnx.Rngs(0)))
+    >>> n.layers[0].kernel[...] = t[0].weight.detach().numpy().T
+    >>> n.layers[0].bias[...] = t[0].bias.detach().numpy()
+    >>> r = parity.compare_forward(t, n, np.ones((2, 3)))
+    >>> r.passed, r.first_divergence.submodule, r.traps[0].name
+    (False, '1', 'layernorm_eps')
+  """
+  tol = rtol if rtol is not None else None
+  dtype = dtype or _model_dtype(torch_module) or "float32"
+  if tol is None:
+    tol = DEFAULT_RTOL.get(dtype, 1e-5)
+  import jax.numpy as jnp
+  import torch
+
+  arrays = [_as_numpy(x, dtype) for x in inputs]
+  to_nnx = _input_converter(input_layout, torch_module, nnx_module)
+  t_in = [torch.from_numpy(np.array(a, copy=True)) for a in arrays]
+  n_in = [jnp.asarray(np.ascontiguousarray(to_nnx(a))) for a in arrays]
+  with torch_calls(torch_module) as t_calls, torch.no_grad():
+    torch_module(*t_in)
+  with nnx_calls(nnx_module) as n_calls:
+    nnx_module(*n_in)
+  return _build_report(torch_module, nnx_module, list(t_calls), list(n_calls), tol, dtype,
+                       output_layout, dict(module_map or {}), probe)
+
+
+def _pair_path(torch_path: str, module_map: Mapping[str, str]) -> str:
+  return module_map.get(torch_path, torch_path)
+
+
+def _build_report(torch_module, nnx_module, t_calls: list[Call], n_calls: list[Call], tol: float, dtype: str,
+                  output_layout, module_map, probe) -> ForwardReport:
+  by_key = {(c.path, c.call): c for c in n_calls}
+  rows: list[ForwardRow] = []
+  pairs: dict[int, Call] = {}
+  traps: list[Trap] = []
+  seen_traps: set[tuple[str, str]] = set()
+  notes: dict[int, str] = {}
+  for i, tc in enumerate(t_calls):
+    npath = _pair_path(tc.path, module_map)
+    nc = by_key.get((npath, tc.call))
+    t_shape = tuple(tc.outputs[0].shape) if tc.outputs else None
+    if nc is None or nc.traced:
+      rows.append(ForwardRow(tc.path, None if nc is None else npath, tc.call, tc.type, t_shape, None, None, None,
+                             "unpaired" if nc is None else "traced (not comparable)"))
+      continue
+    pairs[i] = nc
+    if tc.call == 0:
+      for trap in _traps.config_traps(tc.module, nc.module, tc.path):
+        if (trap.name, trap.where) not in seen_traps:
+          seen_traps.add((trap.name, trap.where))
+          traps.append(trap)
+    out_rel, note = _leaves_error(nc.outputs, tc.outputs, tc.path, output_layout)
+    in_rel, _ = _leaves_error(nc.inputs, tc.inputs, tc.path, output_layout)
+    n_shape = tuple(nc.outputs[0].shape) if nc.outputs else None
+    if out_rel is None:
+      status = "no array output"
+    elif out_rel <= tol:
+      status = "ok"
+    elif in_rel is None or in_rel <= tol:
+      status = "DIVERGES"
+    else:
+      status = "downstream"
+    row = ForwardRow(tc.path, npath, tc.call, tc.type, t_shape, n_shape, in_rel, out_rel, status)
+    rows.append(row)
+    notes[len(rows) - 1] = note
+  root = next((r for r in reversed(rows) if r.torch_path == "" and r.output_rel is not None), None)
+  output_rel = root.output_rel if root is not None else float("inf")
+  first = None
+  for i, row in enumerate(rows):
+    if row.status != "DIVERGES":
+      continue
+    tc = t_calls[i]
+    trap_name, traps = _explain(tc, pairs[i], traps, tol, output_layout, probe)
+    note = notes.get(i) or _inside_note(rows, i)
+    first = Divergence("output", float(row.output_rel), tol, submodule=row.torch_path, trap=trap_name, note=note)
+    break
+  passed = first is None and output_rel <= tol
+  if first is None and not passed:
+    first = Divergence("output", output_rel, tol, submodule="", note="the model outputs differ")
+  return ForwardReport(passed, first, rows, traps, output_rel, dtype, tol)
+
+
+def _inside_note(rows: list[ForwardRow], i: int) -> str:
+  """For a diverging parent: the first descendant whose inputs already differ, or that they all agree."""
+  parent = rows[i].torch_path
+  prefix = parent + "." if parent else ""
+  kids = [r for r in rows[:i] if r.torch_path.startswith(prefix) and r.torch_path != parent
+          and r.output_rel is not None]
+  bad_in = next((r for r in kids if r.status == "downstream"), None)
+  if bad_in is not None:
+    return (f"its submodules agree until the inputs of {bad_in.torch_path} already differ: the difference "
+            f"is in {parent or 'the model'}'s own forward code before {bad_in.torch_path}")
+  if kids:
+    return f"every submodule inside it agrees: the difference is in {parent or 'the model'}'s own forward code"
+  return ""
+
+
+def _explain(tc: Call, nc: Call, traps: list[Trap], tol: float, output_layout, probe: bool
+             ) -> tuple[str | None, list[Trap]]:
+  """The trap that explains the divergence at ``tc``: a configuration trap at or inside it, confirmed by a
+  rerun where one is possible, else a probe that reproduces the nnx output."""
+  prefix = tc.path + "." if tc.path else ""
+  inside = [t for t in traps if t.where == tc.path or t.where.startswith(prefix)]
+  observed = [t for t in inside if t.name not in ("batchnorm_running_var", "batchnorm_momentum")]
+
+  def reproduces(out: list[np.ndarray]) -> bool:
+    err, _ = _leaves_error(nc.outputs, out, tc.path, output_layout)
+    return err is not None and err <= max(10 * tol, 1e-6)
+
+  for trap in observed:
+    if trap.torch_fix is None or not probe:
+      continue
+    rel = trap.where[len(prefix):] if prefix else trap.where
+    try:
+      if reproduces(_traps.rerun(tc.module, tc.args, tc.kwargs, None, {rel: trap.torch_fix})):
+        return trap.name, [dataclasses.replace(t, confirmed=True) if t is trap else t for t in traps]
+    except Exception:  # noqa: BLE001 - a failed rerun only means the trap is not confirmed
+      pass
+  if probe:
+    for name, patch, message in _traps.PROBES:
+      try:
+        out = _traps.rerun(tc.module, tc.args, tc.kwargs, patch)
+      except Exception:  # noqa: BLE001 - a probe that cannot run explains nothing
+        continue
+      if reproduces(out):
+        return name, [*traps, Trap(name, tc.path, message, confirmed=True)]
+  if observed:
+    return observed[0].name, traps
+  return None, traps
