@@ -47,7 +47,12 @@ import optax
 
 from losslab_jax import optim as _optim
 from losslab_jax import schedules as _schedules
-from losslab_jax.optim._common import ScaleByLrState
+from losslab_jax.interop._weights import Placement as Placement
+from losslab_jax.interop._weights import WeightEntry as WeightEntry
+from losslab_jax.interop._weights import WeightMap as WeightMap
+from losslab_jax.interop._weights import copy_weights as copy_weights
+from losslab_jax.interop._weights import default_layout as default_layout
+from losslab_jax.optim import ScaleByLrState
 
 SUPPORTED_OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta",
                         "Rprop", "ASGD", "Lion")
@@ -64,7 +69,7 @@ class _Kind(NamedTuple):
   torch_step: bool            # torch keeps a per-parameter 'step'
 
 
-__all__ = ["SUPPORTED_OPTIMIZERS", "SUPPORTED_SCHEDULERS", "from_torch_optimizer", "leaf_names",
+__all__ = ["Placement", "WeightEntry", "WeightMap", "copy_weights", "default_layout", "SUPPORTED_OPTIMIZERS", "SUPPORTED_SCHEDULERS", "from_torch_optimizer", "leaf_names",
            "optimizer_state_from_torch", "optimizer_state_to_torch", "params_from_torch", "params_to_torch",
            "torch_param_names"]
 
