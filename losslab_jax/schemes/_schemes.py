@@ -348,15 +348,15 @@ def regression(
 ) -> Scheme:
   """Regression: the loss by name, AdamW with light weight decay, cosine annealing.
 
-  ============  ==========================  =========================================================
-  loss_type     loss                        when
-  ============  ==========================  =========================================================
-  ``mse``       ``mse_loss``                default; Gaussian-like noise
-  ``l1``        ``l1_loss``                 heavy outliers; median regression
-  ``huber``     ``huber_loss(delta)``       some outliers, MSE-like near the fit
-  ``smooth_l1`` ``smooth_l1_loss(beta)``    box regression; Huber / beta
-  ``asymmetric````asymmetric_mse_loss``     under- and over-prediction cost differently
-  ============  ==========================  =========================================================
+  ==============  ==========================  =========================================================
+  loss_type       loss                        when
+  ==============  ==========================  =========================================================
+  ``mse``         ``mse_loss``                default; Gaussian-like noise
+  ``l1``          ``l1_loss``                 heavy outliers; median regression
+  ``huber``       ``huber_loss(delta)``       some outliers, MSE-like near the fit
+  ``smooth_l1``   ``smooth_l1_loss(beta)``    box regression; Huber / beta
+  ``asymmetric``  ``asymmetric_mse_loss``     under- and over-prediction cost differently
+  ==============  ==========================  =========================================================
 
   ``loss_fn(prediction, target)``: floating arrays of the same shape; returns the mean loss.
 
