@@ -37,7 +37,9 @@ def gradient_flow(
 
   Args:
     loss_fn: ``loss_fn(params, *args) -> scalar``.
-    params: a pytree of floating arrays.
+    params: a pytree of floating arrays, or a ``flax.nnx`` module (then ``loss_fn(model,
+      *args)``): only its ``nnx.Param`` variables are differentiated and reported (named
+      ``"lin/kernel"``); BatchNorm running statistics and other variables are held as they are.
     *args: passed to ``loss_fn`` unchanged (data, targets).
     vanishing_threshold: a leaf whose gradient norm is below this is flagged (default ``1e-6``).
     exploding_threshold: a leaf whose gradient norm is above this is flagged (default ``1e3``).
@@ -49,7 +51,8 @@ def gradient_flow(
     gradients are accumulated and returned in float32.
 
   Raises:
-    TypeError: a leaf of ``params`` is not floating, or ``loss_fn`` does not return a scalar
+    TypeError: a leaf of ``params`` is not floating, ``params`` holds nnx variables that are not
+      ``nnx.Param`` (pass the module itself, or ``nnx.state(model, nnx.Param)``), or ``loss_fn`` does not return a scalar
       (raised by ``jax.grad``).
     ValueError: ``params`` is empty, a threshold is negative, or
       ``vanishing_threshold > exploding_threshold``.
@@ -69,6 +72,7 @@ def gradient_flow(
     (10.0, ['b'])
   """
   fn = "gradient_flow"
+  loss_fn, params, extra = _common.module_params(fn, loss_fn, params)
   _common.check_floating_tree(fn, "params", params)
   thresholds = {"vanishing_threshold": vanishing_threshold, "exploding_threshold": exploding_threshold}
   for name, value in thresholds.items():
@@ -80,7 +84,7 @@ def gradient_flow(
         f" {exploding_threshold!r}")
   static = dict(loss_fn=loss_fn, vanishing_threshold=float(vanishing_threshold),
                 exploding_threshold=float(exploding_threshold))
-  return _common.run(_gradient_flow, _gradient_flow_jit, static, params, args)
+  return _common.run(_gradient_flow, _gradient_flow_jit, static, params, (*args, *extra))
 
 
 def _gradient_flow(params, args, *, loss_fn, vanishing_threshold, exploding_threshold):

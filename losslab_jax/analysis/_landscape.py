@@ -52,7 +52,10 @@ def loss_landscape(
 
   Args:
     loss_fn: ``loss_fn(params, *args) -> scalar``.
-    params: a pytree of arrays; non-floating leaves are never perturbed.
+    params: a pytree of arrays; non-floating leaves are never perturbed. Or a ``flax.nnx``
+      module (then ``loss_fn(model, *args)``): only its ``nnx.Param`` variables are perturbed;
+      BatchNorm running statistics and other variables are held as they are, and
+      ``directions`` are ``nnx.State``\ s of the parameters.
     *args: passed to ``loss_fn`` unchanged (data, targets); traced, not baked in as constants.
     key: a ``jax.random`` key; the only source of randomness.
     num_points: grid points per direction, odd and ``>= 3`` so that ``alpha = 0`` is on the
@@ -79,7 +82,8 @@ def loss_landscape(
   Raises:
     ValueError: ``num_points`` is even or below 3, ``dims`` is not 1 or 2, ``normalize`` is
       unknown, ``span <= 0``, ``batch_size < 1``, or ``loss_fn`` does not return a scalar.
-    TypeError: ``params`` has no floating leaf.
+    TypeError: ``params`` has no floating leaf, or holds nnx variables that are not
+      ``nnx.Param`` (pass the module itself, or ``nnx.state(model, nnx.Param)``).
 
   Notes:
     Torch twin: none in torch; this is Li et al.'s ``loss-landscape`` procedure (their
@@ -104,6 +108,7 @@ def loss_landscape(
     Minima <https://arxiv.org/abs/1609.04836>`_, 2017.
   """
   fn = "loss_landscape"
+  loss_fn, params, extra = _common.module_params(fn, loss_fn, params)
   _check_options(fn, num_points, dims, normalize, batch_size)
   if _checks.is_concrete(span) and not float(span) > 0:
     raise ValueError(f"{fn}: expected `span` > 0, got {span!r}")
@@ -111,7 +116,7 @@ def loss_landscape(
     raise TypeError(f"{fn}: expected `params` with at least one floating leaf, got none")
   static = dict(loss_fn=loss_fn, num_points=num_points, dims=dims, normalize=normalize,
                 filter_axis=filter_axis, ignore_biasbn=ignore_biasbn, batch_size=batch_size)
-  return _common.run(_landscape, _landscape_jit, static, params, key, span, args)
+  return _common.run(_landscape, _landscape_jit, static, params, key, span, (*args, *extra))
 
 
 def filter_normalize(

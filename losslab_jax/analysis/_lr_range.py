@@ -54,7 +54,9 @@ def lr_range_test(
   Args:
     loss_fn: ``loss_fn(params, batch) -> scalar``, or ``loss_fn(params)`` when ``batches`` is
       ``None`` (full batch).
-    params: the starting point, a pytree of floating arrays (not modified).
+    params: the starting point, a pytree of floating arrays (not modified), or a ``flax.nnx``
+      module (then ``loss_fn(model, batch)``): only its ``nnx.Param`` variables are trained;
+      BatchNorm running statistics and other variables are held as they are (not updated).
     batches: ``None``, or a pytree of arrays with a leading batch axis of size ``B``; step ``k``
       uses batch ``k % B`` (so ``B = num_steps`` gives one fresh batch per step).
     optimizer: a factory ``lr -> optax.GradientTransformation`` that accepts a schedule for its
@@ -83,7 +85,8 @@ def lr_range_test(
   Raises:
     ValueError: a hyperparameter is out of range, ``num_steps`` leaves no eligible step after
       ``skip_start`` and ``skip_end``, or the leaves of ``batches`` disagree on the batch axis.
-    TypeError: a leaf of ``params`` is not floating.
+    TypeError: a leaf of ``params`` is not floating, or ``params`` holds nnx variables that are
+      not ``nnx.Param`` (pass the module itself, or ``nnx.state(model, nnx.Param)``).
 
   Notes:
     Torch twin: none in torch; fastai's ``Learner.lr_find`` (same exponential sweep, bias-
@@ -106,16 +109,17 @@ def lr_range_test(
     <https://arxiv.org/abs/1506.01186>`_, 2017.
   """
   fn = "lr_range_test"
+  loss_fn, params, extra = _common.module_params(fn, loss_fn, params)
   _common.check_floating_tree(fn, "params", params)
   _check_hyperparameters(fn, min_lr, max_lr, num_steps, smoothing, diverge_factor, skip_start, skip_end)
   num_batches = _num_batches(fn, batches)
   static = dict(loss_fn=loss_fn, optimizer=optimizer, num_steps=int(num_steps), num_batches=num_batches,
                 skip_start=int(skip_start), skip_end=int(skip_end))
   hyper = (float(min_lr), float(max_lr), float(smoothing), float(diverge_factor))
-  return _common.run(_lr_range, _lr_range_jit, static, params, batches, hyper)
+  return _common.run(_lr_range, _lr_range_jit, static, params, batches, hyper, extra)
 
 
-def _lr_range(params, batches, hyper, *, loss_fn, optimizer, num_steps, num_batches, skip_start, skip_end):
+def _lr_range(params, batches, hyper, extra=(), *, loss_fn, optimizer, num_steps, num_batches, skip_start, skip_end):
   min_lr, max_lr, smoothing, diverge_factor = hyper
   dtype = _common.tree_float_dtype(params)
   ldtype = _common.stat_dtype(dtype)
@@ -131,8 +135,8 @@ def _lr_range(params, batches, hyper, *, loss_fn, optimizer, num_steps, num_batc
 
   def loss_at(p, k):
     if batches is None:
-      return loss_fn(p)
-    return loss_fn(p, jax.tree.map(lambda x: x[k % num_batches], batches))
+      return loss_fn(p, *extra)
+    return loss_fn(p, jax.tree.map(lambda x: x[k % num_batches], batches), *extra)
 
   def step(carry, k):
     p, state, avg, best, stopped = carry

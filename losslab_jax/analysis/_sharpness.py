@@ -38,7 +38,10 @@ def sharpness(
 
   Args:
     loss_fn: ``loss_fn(params, *args) -> scalar``, twice differentiable.
-    params: a pytree of floating arrays.
+    params: a pytree of floating arrays, or a ``flax.nnx`` module (then ``loss_fn(model,
+      *args)``): the Hessian is taken over its ``nnx.Param`` variables only (BatchNorm running
+      statistics and other variables are held fixed), and ``eigenvector`` is an ``nnx.State``
+      of those parameters.
     *args: passed to ``loss_fn`` unchanged (data, targets).
     iters: number of power iterations (Hessian-vector products), ``>= 1``. The error in the
       eigenvalue shrinks like :math:`|\lambda_2 / \lambda_1|^{2k}`; check ``residual``.
@@ -51,8 +54,8 @@ def sharpness(
     (:math:`\|Hv - \lambda v\|`).
 
   Raises:
-    TypeError: a leaf of ``params`` is not floating, or ``loss_fn`` does not return a scalar
-      (raised by ``jax.grad``).
+    TypeError: a leaf of ``params`` is not floating, ``params`` holds nnx variables that are not
+      ``nnx.Param``, or ``loss_fn`` does not return a scalar (raised by ``jax.grad``).
     ValueError: ``iters < 1`` or ``params`` is empty.
 
   Notes:
@@ -75,11 +78,12 @@ def sharpness(
   fn = "sharpness"
   if not isinstance(iters, (int, np.integer)) or isinstance(iters, bool) or iters < 1:
     raise ValueError(f"{fn}: expected `iters` an int >= 1, got {iters!r}")
+  loss_fn, params, extra = _common.module_params(fn, loss_fn, params)
   _common.check_floating_tree(fn, "params", params)
   if key is None:
     key = jax.random.key(0)
   static = dict(loss_fn=loss_fn, iters=int(iters))
-  return _common.run(_sharpness, _sharpness_jit, static, params, key, args)
+  return _common.run(_sharpness, _sharpness_jit, static, params, key, (*args, *extra))
 
 
 def _sharpness(params, key, args, *, loss_fn, iters):
