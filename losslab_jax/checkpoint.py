@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -90,8 +91,66 @@ def restore(path: str | os.PathLike, target: Any) -> Any:
 
   Raises:
     ImportError: orbax-checkpoint is not installed.
-    ValueError: the checkpoint's structure or shapes differ from ``target``'s (orbax's error).
+    FileNotFoundError: ``path`` does not exist.
+    ValueError: ``path`` is not a complete checkpoint (a file, an empty directory, a directory
+      without orbax's ``_METADATA``, a truncated or corrupted metadata or data file: the message
+      names the path and what is wrong), or the checkpoint's structure or shapes differ from
+      ``target``'s (orbax's error, with the path in front).
   """
   ocp = _ocp()
+  path = os.path.abspath(os.fspath(path))
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"checkpoint.restore: no checkpoint at {path}: the path does not exist")
+  problem = _incomplete(path, deep=False)
+  if problem:
+    raise ValueError(f"checkpoint.restore: {path} is not a complete checkpoint: {problem}")
   abstract = jax.tree.map(_abstract, target)
-  return ocp.StandardCheckpointer().restore(os.path.abspath(os.fspath(path)), abstract)
+  try:
+    return ocp.StandardCheckpointer().restore(path, abstract)
+  except (ValueError, OSError) as exc:  # json.JSONDecodeError is a ValueError
+    problem = _incomplete(path, deep=True)
+    if problem:
+      raise ValueError(f"checkpoint.restore: {path} is not a complete checkpoint: {problem}") from exc
+    if isinstance(exc, json.JSONDecodeError):
+      raise ValueError(f"checkpoint.restore: {path}: a metadata file is not valid JSON (truncated or"
+                       f" corrupted?): {exc}") from exc
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if any(code in first for code in ("DATA_LOSS", "NOT_FOUND")) or isinstance(exc, FileNotFoundError):
+      raise ValueError(f"checkpoint.restore: {path}: the saved array data is missing or corrupted"
+                       f" (a truncated or partial copy?): {first[:400]}") from exc
+    raise ValueError(f"checkpoint.restore: {path}: {exc}") from exc
+
+
+def _incomplete(path: str, *, deep: bool) -> str | None:
+  """What makes ``path`` not a checkpoint, or None when nothing obvious is wrong.
+
+  The shallow check (before orbax runs) looks for what no orbax version accepts: a file, an empty
+  directory. The deep one (after orbax failed) also looks for orbax's ``_METADATA`` (the tree
+  structure) and for metadata files that are not valid JSON.
+  """
+  if not os.path.isdir(path):
+    return "it is a file, not a checkpoint directory"
+  names = sorted(os.listdir(path))
+  if not names:
+    return "the directory is empty (an interrupted copy, or emptied?)"
+  if not deep:
+    return None
+  if "_METADATA" not in names:
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    return (f"it has no _METADATA file (the saved tree structure) and holds only {shown}; it was"
+            " truncated, or not written by checkpoint.save")
+  candidates = ["_METADATA", "_CHECKPOINT_METADATA"]
+  meta_dir = os.path.join(path, "array_metadatas")
+  if os.path.isdir(meta_dir):
+    candidates += [os.path.join("array_metadatas", n) for n in sorted(os.listdir(meta_dir))]
+  for rel in candidates:
+    full = os.path.join(path, rel)
+    if not os.path.isfile(full):
+      continue
+    try:
+      with open(full, encoding="utf-8") as f:
+        json.load(f)
+    except (ValueError, UnicodeDecodeError) as exc:
+      size = os.path.getsize(full)
+      return f"{rel} ({size} bytes) is not valid JSON ({exc}); the file is truncated or corrupted"
+  return None

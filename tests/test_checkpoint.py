@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import re
+import shutil
 import sys
 
 import jax
@@ -10,10 +14,8 @@ import numpy as np
 import optax
 import pytest
 
-pytest.importorskip("orbax.checkpoint")
-
-import losslab_jax as ll  # noqa: E402
-from losslab_jax import checkpoint as ckpt  # noqa: E402
+import losslab_jax as ll
+from losslab_jax import checkpoint as ckpt
 
 N, M = 12, 13
 
@@ -63,6 +65,12 @@ def _run(step, params, state, xs, ys, start, stop):
   return params, state
 
 
+@pytest.fixture
+def orbax():
+  """Tests that write checkpoints need orbax; the others (a missing orbax) run without it."""
+  return pytest.importorskip("orbax.checkpoint")
+
+
 def _assert_identical(a, b):
   la, ta = jax.tree.flatten(a)
   lb, tb = jax.tree.flatten(b)
@@ -74,7 +82,7 @@ def _assert_identical(a, b):
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("name", list(_txs()))
-def test_resume_from_checkpoint_is_bit_identical(tmp_path, name, dtype):
+def test_resume_from_checkpoint_is_bit_identical(orbax, tmp_path, name, dtype):
   tx = _txs()[name]
   step = _make_step(tx)
   params0, xs, ys = _problem(dtype)
@@ -94,7 +102,7 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path, name, dtype):
   assert not np.array_equal(np.asarray(fresh[0]["w1"]), np.asarray(full[0]["w1"]))
 
 
-def test_plateau_and_schedule_state_survive_the_checkpoint(tmp_path):
+def test_plateau_and_schedule_state_survive_the_checkpoint(orbax, tmp_path):
   """The restored state holds the reduced lr, the plateau's counters and the schedule's step counter."""
   tx = _txs()["clip_adamw_onecycle_plateau"]
   step = _make_step(tx)
@@ -109,10 +117,9 @@ def test_plateau_and_schedule_state_survive_the_checkpoint(tmp_path):
   assert float(clip.total_norm) == float(state[0].total_norm) > 0
 
 
-def test_plain_orbax_api_works_too(tmp_path):
+def test_plain_orbax_api_works_too(orbax, tmp_path):
   """Nothing in the optimizer state needs our helper: orbax's StandardCheckpointer round-trips it."""
-  import orbax.checkpoint as ocp
-
+  ocp = orbax
   tx = _txs()["groups_nadam_sgd"]
   step = _make_step(tx)
   params0, xs, ys = _problem()
@@ -125,11 +132,11 @@ def test_plain_orbax_api_works_too(tmp_path):
   _assert_identical(restored, {"params": params, "opt_state": state})
 
 
-def test_restore_into_a_different_structure_fails(tmp_path):
+def test_restore_into_a_different_structure_fails(orbax, tmp_path):
   params0, _, _ = _problem()
   tx = ll.optim.adam(lr=1e-3)
   ckpt.save(tmp_path / "c", tx.init(params0))
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match=r"^checkpoint.restore: .*c: "):
     ckpt.restore(tmp_path / "c", ll.optim.sgd(lr=1e-3, momentum=0.9).init(params0))
   with pytest.raises(ValueError):
     ckpt.save(tmp_path / "c", tx.init(params0))                       # exists, no overwrite
@@ -140,3 +147,60 @@ def test_missing_orbax_gives_a_clear_error(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, "orbax.checkpoint", None)
   with pytest.raises(ImportError, match=r"losslab_jax\[checkpoint\]"):
     ckpt.save(tmp_path / "c", {"a": jnp.zeros(2)})
+
+
+# --- damaged checkpoints: a clear error naming the path and what is wrong ---------------------------
+
+
+def _truncate(path):
+  data = pathlib.Path(path).read_bytes()
+  pathlib.Path(path).write_bytes(data[: len(data) // 2])
+
+
+def _empty(path):
+  pathlib.Path(path).write_bytes(b"")
+
+
+DAMAGE = {
+    # name: (how to damage the checkpoint directory d, the error's pattern after the path)
+    "emptied-directory": (lambda d: [shutil.rmtree(d), os.makedirs(d)],
+                          r" is not a complete checkpoint: the directory is empty"),
+    "metadata-emptied": (lambda d: _empty(os.path.join(d, "_METADATA")),
+                         r" is not a complete checkpoint: _METADATA \(0 bytes\) is not valid JSON"),
+    "metadata-truncated": (lambda d: _truncate(os.path.join(d, "_METADATA")),
+                           r" is not a complete checkpoint: _METADATA \(\d+ bytes\) is not valid JSON.*truncated"),
+    "metadata-removed": (lambda d: os.remove(os.path.join(d, "_METADATA")),
+                         r" is not a complete checkpoint: it has no _METADATA file"),
+    "array-data-removed": (lambda d: [shutil.rmtree(os.path.join(d, "d")), os.remove(os.path.join(d, "manifest.ocdbt"))],
+                           r": the saved array data is missing or corrupted"),
+}
+
+
+@pytest.fixture(scope="module")
+def saved_checkpoint(tmp_path_factory):
+  pytest.importorskip("orbax.checkpoint")
+  path = tmp_path_factory.mktemp("saved") / "c"
+  tree = {"w": jnp.arange(3.0, dtype=jnp.float64), "state": (jnp.zeros(2, jnp.float64),)}
+  ckpt.save(path, tree)
+  return path, tree
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_checkpoint_names_the_path_and_the_problem(saved_checkpoint, tmp_path, damage):
+  source, tree = saved_checkpoint
+  d = tmp_path / "copy"
+  shutil.copytree(source, d)
+  hurt, pattern = DAMAGE[damage]
+  if damage == "array-data-removed" and not os.path.isdir(os.path.join(d, "d")):
+    pytest.fail(f"the orbax layout changed (no d/ in {sorted(os.listdir(d))}); update this case")
+  hurt(str(d))
+  with pytest.raises(ValueError, match="^checkpoint.restore: " + re.escape(str(d)) + pattern):
+    ckpt.restore(d, tree)
+
+
+def test_restore_of_a_missing_path_or_a_file(orbax, tmp_path):
+  with pytest.raises(FileNotFoundError, match=r"checkpoint.restore: no checkpoint at .*nowhere: the path does not exist"):
+    ckpt.restore(tmp_path / "nowhere", {"w": jnp.zeros(2)})
+  (tmp_path / "f").write_text("")
+  with pytest.raises(ValueError, match=r"checkpoint.restore: .*f is not a complete checkpoint: it is a file"):
+    ckpt.restore(tmp_path / "f", {"w": jnp.zeros(2)})
