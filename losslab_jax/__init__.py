@@ -13,10 +13,11 @@ from losslab_jax import checkpoint as checkpoint
 from losslab_jax import config as config
 from losslab_jax import interop as interop
 from losslab_jax import losses as losses
+from losslab_jax import monitor as monitor
 from losslab_jax import optim as optim
 from losslab_jax import schedules as schedules
 from losslab_jax import schemes as schemes
 
 __version__ = "0.1.0"
 
-__all__ = ["activations", "analysis", "checkpoint", "config", "interop", "losses", "optim", "schedules", "schemes", "__version__"]
+__all__ = ["activations", "analysis", "checkpoint", "config", "interop", "losses", "monitor", "optim", "schedules", "schemes", "__version__"]

@@ -76,6 +76,14 @@ SPEC = [
     'sequential_lr(schedules, milestones)',
     'chained(schedules)',
     'warmup_cosine(lr, warmup_steps, total_steps)',
+    'linear_schedule_with_warmup(lr, num_warmup_steps, num_training_steps)',
+    'cosine_schedule_with_warmup(lr, num_warmup_steps, num_training_steps, num_cycles=0.5)',
+    'cosine_with_hard_restarts_schedule_with_warmup(lr, num_warmup_steps, num_training_steps, num_cycles=1)',
+    'polynomial_decay_schedule_with_warmup(lr, num_warmup_steps, num_training_steps, lr_end=1e-7, power=1.0)',
+    'constant_schedule_with_warmup(lr, num_warmup_steps)',
+    'inverse_sqrt_schedule(lr, num_warmup_steps, timescale=None)',
+    'wsd_schedule(lr, num_warmup_steps, num_decay_steps, num_training_steps=None, num_stable_steps=None, warmup_type="linear", decay_type="cosine", min_lr_ratio=0.0, num_cycles=0.5)',
+    'cosine_with_min_lr_schedule_with_warmup(lr, num_warmup_steps, num_training_steps, num_cycles=0.5, min_lr=None, min_lr_rate=None)',
     'loss_landscape(loss_fn, params, *, key, num_points=51, span=1.0, dims=1, normalize="filter")',
     'gradient_flow(loss_fn, params, *args)',
     'check_convergence(losses, patience=10, tolerance=1e-6)',
@@ -162,6 +170,6 @@ def test_library_never_imports_torch():
 
 
 def test_subpackages_export_only_public_names():
-  for mod in (ll.losses, ll.optim, ll.schedules, ll.analysis, ll.activations):
+  for mod in (ll.losses, ll.optim, ll.schedules, ll.analysis, ll.activations, ll.monitor):
     for n in mod.__all__:
       assert not n.startswith("_") and hasattr(mod, n), f"{mod.__name__}.{n}"
