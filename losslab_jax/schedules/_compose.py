@@ -13,8 +13,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from losslab_jax.schedules._step import (TABLE_SIZE, Schedule, TorchSteps, as_count, as_float, attach, check_int,
-                                         dtypes_of, float_dtype, lookup, simulate, torch_closed, torch_steps)
+from losslab_jax.schedules._core import (TABLE_SIZE, Schedule, TorchSchedule, TorchSteps, as_count, as_float,
+                                         check_int, dtypes_of, float_dtype, lookup, simulate, torch_kind, torch_rule)
 
 CHAINABLE = ("step_lr", "multistep_lr", "exponential_lr", "constant_lr", "linear_lr", "polynomial_lr",
              "multiplicative_lr")
@@ -38,8 +38,10 @@ def lambda_lr(lr: float, fn: Callable[[jax.Array], Any]) -> Schedule:
 
   Args:
     lr: :math:`\eta_0`, the initial learning rate.
-    fn: :math:`f`, written with jnp operations: it receives the count as an integer array (torch
-      passes a Python int) and must be traceable under ``jit``.
+    fn: :math:`f`, written with jnp operations: it receives the count as a float array (torch
+      passes a Python int, whose arithmetic Python does in double: ``k / W`` is a float64 division,
+      and so it is here under x64, not a float32 one) and must be traceable under ``jit``. Comparisons,
+      ``%`` and ``//`` work on it as on an int; index with ``k.astype(int)``.
 
   Returns:
     A schedule ``count -> lr`` (see :func:`~losslab_jax.schedules.step_lr`).
@@ -54,8 +56,11 @@ def lambda_lr(lr: float, fn: Callable[[jax.Array], Any]) -> Schedule:
 
   Examples:
     >>> s = lambda_lr(0.1, lambda k: 0.5 ** k)
-    >>> [float(s(k)) for k in range(3)]
+    >>> [round(float(s(k)), 6) for k in range(3)]
     [0.1, 0.05, 0.025]
+    >>> warmup = lambda_lr(1.0, lambda k: (k + 1) / 4)  # k is a float: a true division, as in torch
+    >>> [round(float(warmup(k)), 6) for k in range(3)]
+    [0.25, 0.5, 0.75]
   """
   name = "lambda_lr"
   if not callable(fn):
@@ -66,12 +71,12 @@ def lambda_lr(lr: float, fn: Callable[[jax.Array], Any]) -> Schedule:
   def schedule(count: ArrayLike) -> jax.Array:
     k = as_count(name, count)
     dtype = float_dtype(dtypes)
-    factor = jnp.asarray(fn(k))
+    factor = jnp.asarray(fn(k.astype(dtype)))
     if not jnp.issubdtype(factor.dtype, jnp.floating):
       factor = factor.astype(dtype)
     return (base * factor).astype(dtype)
 
-  return attach(schedule, closed=name)
+  return TorchSchedule(name, schedule)
 
 
 # --- MultiplicativeLR ------------------------------------------------------------------------
@@ -86,7 +91,7 @@ def _running_product(name: str, start: Callable[[Any], jax.Array], fn: Callable[
     dtype = float_dtype(dtypes)
 
     def body(i: jax.Array, value: jax.Array) -> jax.Array:
-      return (value * jnp.asarray(fn(i))).astype(dtype)
+      return (value * jnp.asarray(fn(i.astype(dtype)))).astype(dtype)
 
     return lax.fori_loop(jnp.ones_like(k), k + 1, body, start(dtype).astype(dtype))
 
@@ -108,7 +113,8 @@ def multiplicative_lr(lr: float, fn: Callable[[jax.Array], Any]) -> Schedule:
 
   Args:
     lr: the initial learning rate.
-    fn: :math:`f`, a jnp function of the count (an integer array), traceable under ``jit``.
+    fn: :math:`f`, a jnp function of the count (a float array, as in :func:`lambda_lr`), traceable
+      under ``jit``.
 
   Returns:
     A schedule ``count -> lr`` (see :func:`~losslab_jax.schedules.step_lr`). Its cost grows with the
@@ -136,10 +142,10 @@ def multiplicative_lr(lr: float, fn: Callable[[jax.Array], Any]) -> Schedule:
   dtypes = dtypes_of(lr)
 
   def restarted(prev: Callable[[], jax.Array]) -> Schedule:
-    start = lambda dtype: prev().astype(dtype) * jnp.asarray(fn(jnp.zeros((), jnp.int32)))  # noqa: E731
+    start = lambda dtype: prev().astype(dtype) * jnp.asarray(fn(jnp.zeros((), dtype)))  # noqa: E731
     return _running_product(name, start, fn, dtypes)
 
-  factor = functools.lru_cache(maxsize=None)(lambda k: float(fn(k)))  # torch calls fn(int)
+  factor = functools.lru_cache(maxsize=None)(lambda k: float(fn(float(k))))  # a float count, as in the loop
   rule = TorchSteps(
       name=name, base=base,
       first=lambda g: g,
@@ -147,7 +153,7 @@ def multiplicative_lr(lr: float, fn: Callable[[jax.Array], Any]) -> Schedule:
       restart=lambda g: g * factor(0),
       horizon=None, restarted=restarted)
   schedule = _running_product(name, lambda dtype: jnp.asarray(base, dtype), fn, dtypes)
-  return attach(schedule, torch=rule)
+  return TorchSchedule(name, schedule, rule)
 
 
 # --- SequentialLR ----------------------------------------------------------------------------
@@ -234,7 +240,7 @@ def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> S
 
   children: list[Schedule] = []
   for i, s in enumerate(schedules):
-    rule = torch_steps(s)
+    rule = torch_rule(s)
     if i == 0 or ms[i - 1] == 0 or rule is None or rule.restarted is None:
       children.append(s)  # torch: the initial step (fresh), or a schedule without a torch rule
     else:
@@ -248,7 +254,7 @@ def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> S
   def schedule(count: ArrayLike) -> jax.Array:
     return _select(children, ms, as_count(name, count))
 
-  return attach(schedule, closed=name)
+  return TorchSchedule(name, schedule)
 
 
 # --- ChainedScheduler ------------------------------------------------------------------------
@@ -299,13 +305,13 @@ def chained(schedules: Sequence[Schedule], *, lr: float | None = None) -> Schedu
     raise ValueError(f"{name}: expected at least one schedule, got {schedules!r}")
   for i, s in enumerate(schedules):
     _check_schedule(name, f"schedules[{i}]", s)
-    kind = torch_closed(s) or (torch_steps(s).name if torch_steps(s) is not None else None)
+    kind = torch_kind(s)
     if kind is not None and kind not in CHAINABLE:
       why = ("its torch step is affine and restarts from the base lr at each minimum"
              if kind == "cosine_annealing_lr" else "torch recomputes it from the base lr at every step")
       raise ValueError(f"{name}: expected chainable schedules ({', '.join(CHAINABLE)}), got {kind} at index {i}"
                        f" ({why}); use sequential_lr, or lambda_lr with the product of the factors")
-  rules = [torch_steps(s) for s in schedules]
+  rules = [torch_rule(s) for s in schedules]
   bases = sorted({r.base for r in rules if r is not None})
   if len(bases) > 1:
     raise ValueError(f"{name}: expected schedules built on the same lr (torch's share one optimizer), got"
@@ -368,7 +374,7 @@ def chained(schedules: Sequence[Schedule], *, lr: float | None = None) -> Schedu
       tail = tail * ratio
     return jnp.where(k < n, head, tail)
 
-  return attach(schedule, closed=name)
+  return TorchSchedule(name, schedule)
 
 
 # --- per_epoch -------------------------------------------------------------------------------

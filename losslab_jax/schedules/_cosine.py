@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from losslab_jax.schedules._step import (Schedule, TorchSteps, as_count, as_float, attach, check_int, div,
+from losslab_jax.schedules._core import (Schedule, TorchSchedule, TorchSteps, as_count, as_float, check_int, div,
                                          dtypes_of, float_dtype, restartable, tabulated)
 
 
@@ -171,7 +171,7 @@ def cosine_annealing_warm_restarts(lr: float, T_0: int, T_mult: int = 1,  # noqa
       t_i = jnp.asarray(np.asarray(lengths, dtype=np.float64), dtype=dtype)[period]
     return eta + (base - eta) * (1 + jnp.cos(div(jnp.pi * t_cur.astype(dtype), t_i))) / 2
 
-  return attach(schedule, closed=fn)
+  return TorchSchedule(fn, schedule)
 
 
 def warmup_cosine(lr: float, warmup_steps: int, total_steps: int) -> Schedule:
@@ -225,4 +225,4 @@ def warmup_cosine(lr: float, warmup_steps: int, total_steps: int) -> Schedule:
     decay = jnp.maximum(0.0, 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(progress, 1.0))))
     return base * jnp.where(k < warmup_steps, warm, decay)
 
-  return attach(schedule, closed=fn)
+  return TorchSchedule(fn, schedule)

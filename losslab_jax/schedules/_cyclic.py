@@ -19,7 +19,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from losslab_jax._internal import _checks
-from losslab_jax.schedules._step import Schedule, as_count, as_float, attach, div, dtypes_of, float_dtype
+from losslab_jax.schedules._core import Schedule, TorchSchedule, as_count, as_float, div, dtypes_of, float_dtype
 
 AnnealStrategy = Literal["cos", "linear"]
 CyclicMode = Literal["triangular", "triangular2", "exp_range"]
@@ -61,9 +61,14 @@ def _one_cycle(fn: str, total_steps: Any, pct_start: Any, anneal_strategy: Any, 
     if _checks.is_concrete(k) and bool(np.any(np.asarray(k) >= raise_from)):
       if raise_from == T + 1:
         raise ValueError(f"{fn}: Tried to step {_first_bad(k, T + 1)} times. The specified number of total"
-                         f" steps is {T} (torch raises here; a traced count gives NaN)")
+                         f" steps is {T} (torch raises here; a traced count holds the final value)")
       raise ValueError(f"{fn}: the last phase has zero length, so count {T} divides by zero (torch:"
-                       " ZeroDivisionError; a traced count gives NaN)")
+                       " ZeroDivisionError; a traced count holds the final value)")
+    _checks.value_check(fn, k < raise_from, f"expected a count below {raise_from} (total_steps={T}; torch raises"
+                        f" past the end); a traced count past the end holds the final value, count {T - 1}")
+    # Past the end a traced count holds the schedule's final value (count T - 1, the annealed
+    # minimum): finite and harmless, where NaN would poison every parameter with no error.
+    k = jnp.where(k >= raise_from, jnp.asarray(T - 1, k.dtype), k)
     dtype = float_dtype(dtypes)
     kf = k.astype(dtype)
     out = jnp.full(k.shape, jnp.nan, dtype)
@@ -74,9 +79,9 @@ def _one_cycle(fn: str, total_steps: Any, pct_start: Any, anneal_strategy: Any, 
       value = _anneal(anneal_strategy, a, b, div(kf - start, end - start)).astype(dtype)
       out = jnp.where(~chosen & here, value, out)
       chosen = chosen | here
-    return jnp.where(k >= raise_from, jnp.nan, out).astype(dtype)
+    return out.astype(dtype)
 
-  return attach(schedule, closed=fn)
+  return TorchSchedule(fn, schedule)
 
 
 def _first_bad(k: jax.Array, limit: int) -> int:
@@ -124,8 +129,12 @@ def one_cycle_lr(max_lr: float, total_steps: int, pct_start: float = 0.3,
   Notes:
     Torch twin: ``torch.optim.lr_scheduler.OneCycleLR``. ``schedule(total_steps)`` extrapolates the
     last phase exactly as torch does (cos rises again; three-phase linear goes negative). Past
-    ``total_steps`` torch's ``step()`` raises; here an eager call raises the same error and a traced
-    count returns NaN (never a plausible lr), so running past the end shows up in the parameters.
+    ``total_steps`` torch's ``step()`` raises; here an eager call raises the same error, and a traced
+    count holds the schedule's final value ``schedule(total_steps - 1)`` (its annealed minimum, as
+    optax's one-cycle schedule stays flat after its end) rather than NaN, which would turn every
+    parameter NaN without an error. To be told instead, run the jitted step under
+    :func:`losslab_jax.losses.checked`: ``err, out = jax.jit(ll.losses.checked(step))(...)``, and
+    ``err.throw()`` raises the eager error's text.
     Eager calls are bitwise torch's numbers up to ``total_steps`` (float64, CPU); under ``jit``
     within an ulp (XLA's fused multiply-add). optax's ``cosine_onecycle_schedule``
     is one step late and flat after its end.
@@ -235,7 +244,7 @@ def _cyclic(fn: str, low: float, high: float, inverse: bool, step_size_up: Any, 
       scaled = height * jnp.power(jnp.asarray(g, dtype), kf)
     return (high - scaled if inverse else low + scaled).astype(dtype)
 
-  return attach(schedule, closed=fn)
+  return TorchSchedule(fn, schedule)
 
 
 def cyclic_lr(base_lr: float, max_lr: float, step_size_up: int = 2000, step_size_down: int | None = None,

@@ -33,7 +33,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from losslab_jax._internal import _checks
-from losslab_jax.schedules._step import Schedule, as_count, as_float, attach, check_int, div, dtypes_of, float_dtype
+from losslab_jax.schedules._core import Schedule, as_count, as_float, attach, check_int, div, dtypes_of, float_dtype
 
 _KINDS = ("linear", "cosine", "1-sqrt")
 

@@ -28,7 +28,7 @@ import torch
 from torch.optim import lr_scheduler as S
 
 import losslab_jax as ll
-from losslab_jax.schedules._step import TABLE_SIZE
+from losslab_jax.schedules._core import TABLE_SIZE
 from parity._case import Config, TrajectoryCase, register
 
 F = ll.schedules

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import losslab_jax as ll
-from losslab_jax.schedules._step import TABLE_SIZE
+from losslab_jax.schedules._core import TABLE_SIZE
 
 from tests.schedules._torch_ref import eager, torch_lrs  # noqa: E402
 

@@ -90,16 +90,47 @@ def test_one_cycle_lr_and_momentum_are_torch_bitwise(name, kw, optimizer):
                              atol=1e-15 * kw["max_lr"])
 
 
-def test_one_cycle_past_total_steps_raises_eagerly_and_is_nan_under_jit():
-  s, m = S.one_cycle_lr(1.0, 10), S.one_cycle_momentum(10)
+@pytest.mark.parametrize("make,final", [
+    (lambda: S.one_cycle_lr(1.0, 10), 1.0 / 25.0 / 1e4),   # max_lr / div_factor / final_div_factor
+    (lambda: S.one_cycle_momentum(10), 0.95),             # max_momentum at the end of the anneal
+], ids=["lr", "momentum"])
+def test_one_cycle_past_total_steps_raises_eagerly_and_holds_the_final_value_under_jit(make, final):
+  f = make()
   message = "Tried to step 11 times. The specified number of total steps is 10"
-  for f in (s, m):
-    with pytest.raises(ValueError, match=re.escape(message)):
-      f(11)
-    with pytest.raises(ValueError, match=re.escape(message)):
-      f(np.arange(15))
-    traced = np.asarray(jax.jit(f)(jnp.arange(15)))
-    assert np.all(np.isfinite(traced[:11])) and np.all(np.isnan(traced[11:]))
+  with pytest.raises(ValueError, match=re.escape(message)):
+    f(11)
+  with pytest.raises(ValueError, match=re.escape(message)):
+    f(np.arange(15))
+  traced = np.asarray(jax.jit(f)(jnp.arange(15)))
+  np.testing.assert_allclose(traced[:11], np.asarray(f(np.arange(11))), rtol=1e-15)  # jit: an FMA ulp
+  # past the end: the final value (count 9), never NaN, which would poison every parameter
+  np.testing.assert_allclose(traced[11:], final, rtol=1e-12)
+  assert np.all(traced[11:] == traced[9])
+
+
+def test_one_cycle_past_the_end_is_reported_under_checked():
+  step = jax.jit(ll.losses.checked(S.one_cycle_lr(1.0, 10)))
+  err, lr = step(jnp.asarray(12))
+  assert float(lr) == pytest.approx(4e-6, rel=1e-12)
+  with pytest.raises(Exception, match="one_cycle_lr: expected a count below 11"):
+    err.throw()
+  err, _ = step(jnp.asarray(10))
+  assert err.get() is None
+
+
+def test_one_cycle_past_the_end_keeps_a_jitted_training_run_finite():
+  tx = ll.optim.sgd(lr=S.one_cycle_lr(0.1, 5), momentum=0.9)
+
+  @jax.jit
+  def step(p, s):
+    u, s = tx.update(2.0 * p, s, p)  # grad of sum(p**2)
+    return p + u, s
+
+  p = jnp.ones(3, jnp.float64)
+  s = tx.init(p)
+  for _ in range(12):  # 12 updates: counts 0..11 of a 5-step cycle
+    p, s = step(p, s)
+  assert np.all(np.isfinite(np.asarray(p)))
 
 
 def test_one_cycle_zero_length_phases_follow_torch():
@@ -111,7 +142,7 @@ def test_one_cycle_zero_length_phases_follow_torch():
   assert float(s(9)) == 1.0
   with pytest.raises(ValueError, match="the last phase has zero length"):
     s(10)
-  assert math.isnan(float(jax.jit(s)(jnp.asarray(10))))
+  assert float(jax.jit(s)(jnp.asarray(10))) == 1.0  # holds the final value, count 9
 
 
 # --- CyclicLR -----------------------------------------------------------------------------------
