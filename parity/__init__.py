@@ -2,6 +2,11 @@
 
 ``python -m parity`` runs every registered case; ``python -m parity bench`` times them.
 Cases live in ``parity.cases``; torch references for what torch lacks in ``parity.reference``.
+
+For your own port: :func:`copy_weights` (torch weights into an nnx model), :func:`compare_forward`
+(submodule by submodule, the first divergence, named flax-vs-torch traps),
+:func:`compare_training` (step by step: loss, every gradient, update and new value) and
+``python -m parity compare MODULE:FACTORY``.
 """
 
 from parity._case import REGISTRY as REGISTRY
@@ -9,5 +14,13 @@ from parity._case import Config as Config
 from parity._case import FunctionCase as FunctionCase
 from parity._case import TrajectoryCase as TrajectoryCase
 from parity._case import register as register
+from parity._port import Divergence as Divergence
+from parity._port import ForwardReport as ForwardReport
+from parity._port import TrainingReport as TrainingReport
+from parity._port import Trap as Trap
+from parity._port import compare_forward as compare_forward
+from parity._port import compare_training as compare_training
+from parity._port import copy_weights as copy_weights
 
-__all__ = ["REGISTRY", "Config", "FunctionCase", "TrajectoryCase", "register"]
+__all__ = ["REGISTRY", "Config", "Divergence", "ForwardReport", "FunctionCase", "TrainingReport", "TrajectoryCase",
+           "Trap", "compare_forward", "compare_training", "copy_weights", "register"]

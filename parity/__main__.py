@@ -5,6 +5,8 @@ run (default)  every default case with its first config (``--all``: every case, 
 list           the registered cases.
 bench [what]   speed against torch and optax (``losses``, ``optim``, ``schedules``, ``sharding``; default all).
 drift          float32 drift of the whole-model training runs, per step: parity-drift.json/.png.
+compare M:F    your own port: run factory F of module M (dotted name or file.py), which returns the
+               torch and nnx sides, and compare them (forward or training); exit 1 on a divergence.
 """
 
 from __future__ import annotations
@@ -105,6 +107,12 @@ def cmd_drift(args) -> int:
   return drift_main(Path(args.out), args.k or None)
 
 
+def cmd_compare(args) -> int:
+  from parity._port._cli import main as compare_main
+
+  return compare_main(args.factory, args.dtype, args.json, args.markdown)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="python -m parity", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -129,8 +137,19 @@ def main(argv=None) -> int:
   drift.add_argument("-k", action="append", default=[], metavar="PATTERN",
                      help="only training configs whose id contains PATTERN (repeatable)")
   drift.add_argument("--out", default=".", help="directory for parity-drift.json/.png (default: .)")
+  compare = sub.add_parser("compare", help="compare your own torch model and its nnx port (MODULE:FACTORY)",
+                           description=__import__("parity._port._cli", fromlist=["x"]).__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+  compare.add_argument("factory", metavar="MODULE:FACTORY",
+                       help="a callable returning the comparison(s): see the factory contract above")
+  compare.add_argument("--dtype", action="append", choices=["float32", "float64"], default=None,
+                       help="call FACTORY(dtype=...) once per dtype (repeatable; default: FACTORY())")
+  compare.add_argument("--json", default=None, metavar="PATH", help="write every report as JSON")
+  compare.add_argument("--markdown", default=None, metavar="PATH", help="write every report as markdown")
   args = parser.parse_args(argv)
   _setup_jax()
+  if args.cmd == "compare":
+    return cmd_compare(args)
   if args.cmd == "list":
     return cmd_list(args)
   if args.cmd == "bench":

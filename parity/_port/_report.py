@@ -178,6 +178,7 @@ class ForwardRow:
   nnx_shape: tuple | None
   input_rel: float | None
   output_rel: float | None
+  local_rel: float | None  # nnx output vs torch's submodule rerun on the nnx inputs (only where output_rel fails)
   status: str  # "ok" | "DIVERGES" | "downstream" | "unpaired" | "no array output"
 
 
@@ -210,7 +211,8 @@ class ForwardReport(_Rendered):
     for col, kw in (("torch submodule", {"no_wrap": True}), ("nnx path", {"no_wrap": True}),
                     ("type", {"no_wrap": True}), ("torch shape", {"no_wrap": True}),
                     ("nnx shape", {"no_wrap": True}), ("input rel", {"justify": "right"}),
-                    ("output rel", {"justify": "right"}), ("status", {"no_wrap": True})):
+                    ("output rel", {"justify": "right"}), ("local rel", {"justify": "right"}),
+                    ("status", {"no_wrap": True})):
       t.add_column(col, **kw)
     first = self.first_divergence
     for r in self.rows:
@@ -220,7 +222,7 @@ class ForwardReport(_Rendered):
       t.add_row(r.torch_path or "(model)", r.nnx_path if r.nnx_path is not None else "-", r.torch_type,
                 str(r.torch_shape) if r.torch_shape is not None else "-",
                 str(r.nnx_shape) if r.nnx_shape is not None else "-", fmt(r.input_rel), fmt(r.output_rel),
-                status)
+                fmt(r.local_rel), status)
     return [t]
 
   def _lines(self):
@@ -243,12 +245,12 @@ class ForwardReport(_Rendered):
     lines += [f"- trap `{t.name}` at `{t.where or '(model)'}`: {t.message}" for t in self.traps]
     if self.traps:
       lines.append("")
-    lines += ["| torch submodule | nnx path | type | torch shape | nnx shape | input rel | output rel | status |",
-              "|---|---|---|---|---|---:|---:|---|"]
+    lines += ["| torch submodule | nnx path | type | torch shape | nnx shape | input rel | output rel | local rel | status |",
+              "|---|---|---|---|---|---:|---:|---:|---|"]
     for r in self.rows:
       lines.append(f"| `{r.torch_path or '(model)'}` | `{r.nnx_path if r.nnx_path is not None else '-'}` | "
                    f"{r.torch_type} | {r.torch_shape} | {r.nnx_shape} | {fmt(r.input_rel)} | "
-                   f"{fmt(r.output_rel)} | {r.status} |")
+                   f"{fmt(r.output_rel)} | {fmt(r.local_rel)} | {r.status} |")
     return "\n".join(lines) + "\n"
 
 

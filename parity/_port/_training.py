@@ -22,7 +22,7 @@ from parity._port._report import Divergence, StepRecord, TrainingReport, Trap
 from parity._port._weights import WeightMapLike, copy_weights
 
 INTERVALS = ("step", "epoch", "plateau")
-QUANTITY_ORDER = ("loss", "grad", "update", "param")
+QUANTITY_ORDER = ("loss", "grad", "update", "param", "buffer")
 UPDATE_ROUNDING = 4.0  # ulps of the parameter an applied update may carry from rounding, per side
 
 
@@ -31,7 +31,8 @@ class Run:
   """One side's run: ``params[0]`` the initial parameters, then per step ``k``: ``loss[k]`` on batch
   ``k``, ``grads[k]`` (raw, before clipping), ``updates[k] = params[k + 1] - params[k]``, and
   ``lrs[k]`` (torch side: group 0's lr used by step ``k``; JAX side: empty), ``norms[k]`` (torch:
-  the global gradient norm before clipping)."""
+  the global gradient norm before clipping), ``buffers[k]`` the buffers (BatchNorm running
+  statistics) after ``k`` steps, by torch buffer name."""
 
   params: list[dict[str, np.ndarray]]
   loss: list[float]
@@ -39,6 +40,7 @@ class Run:
   updates: list[dict[str, np.ndarray]]
   lrs: list[float] = dataclasses.field(default_factory=list)
   norms: list[float] = dataclasses.field(default_factory=list)
+  buffers: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
 
 
 def _batch_tuple(batch: Any) -> tuple:
@@ -61,6 +63,11 @@ def _torch_named(model) -> dict[str, np.ndarray]:
   return {n: p.detach().cpu().numpy().copy() for n, p in model.named_parameters()}
 
 
+def _torch_buffers(model) -> dict[str, np.ndarray]:
+  return {n: b.detach().cpu().numpy().copy() for n, b in model.named_buffers()
+          if not n.endswith("num_batches_tracked")}
+
+
 # --- torch --------------------------------------------------------------------------------------
 
 
@@ -75,7 +82,7 @@ def torch_steps(model: Any, optimizer: Any, loss_fn: Callable[[Any, tuple], Any]
   """
   import torch
 
-  run = Run([_torch_named(model)], [], [], [])
+  run = Run([_torch_named(model)], [], [], [], buffers=[_torch_buffers(model)])
   params = dict(model.named_parameters())
   for k, batch in enumerate(batches):
     tb = tuple(torch.from_numpy(np.array(_cast(_np(b), dtype), copy=True)) for b in _batch_tuple(batch))
@@ -99,6 +106,7 @@ def torch_steps(model: Any, optimizer: Any, loss_fn: Callable[[Any, tuple], Any]
     new = _torch_named(model)
     run.updates.append({n: new[n] - run.params[-1][n] for n in new})
     run.params.append(new)
+    run.buffers.append(_torch_buffers(model))
   return run
 
 
@@ -142,7 +150,7 @@ def jax_steps(nnx_model: Any, tx: Any, loss_fn: Callable[[Any, tuple], Any], bat
               weight_map: WeightMapLike, dtype: str, opt_state: Any = None,
               teacher_grads: Sequence[Mapping[str, np.ndarray]] | None = None,
               jax_batch: Callable[[tuple], tuple] | None = None, step_fns: Any = None,
-              last_update: bool = True) -> Run:
+              last_update: bool = True, buffer_names: Sequence[str] | None = None) -> Run:
   """The JAX loop: ``value_and_grad`` of ``loss_fn(model, batch)``, then ``tx.update`` and
   ``optax.apply_updates`` (``value=loss`` reaches transformations that take it).
 
@@ -158,7 +166,8 @@ def jax_steps(nnx_model: Any, tx: Any, loss_fn: Callable[[Any, tuple], Any], bat
   if opt_state is None:
     opt_state = tx.init(params)
   to_torch = weight_map.tree_to_torch
-  run = Run([to_torch(params)], [], [], [])
+  buffer_names = list(buffer_names) if buffer_names is not None else list(getattr(weight_map, "buffer_names", []))
+  run = Run([to_torch(params)], [], [], [], buffers=[_nnx_buffers(rest, buffer_names, weight_map)])
   for k, batch in enumerate(batches):
     arrays = tuple(_cast(_np(b), dtype) for b in _batch_tuple(batch))
     if jax_batch is not None:
@@ -176,7 +185,25 @@ def jax_steps(nnx_model: Any, tx: Any, loss_fn: Callable[[Any, tuple], Any], bat
     new = to_torch(params)
     run.updates.append({n: new[n] - run.params[-1][n] for n in new})
     run.params.append(new)
+    run.buffers.append(_nnx_buffers(rest, buffer_names, weight_map))
   return run
+
+
+def _nnx_buffers(rest: Any, names: Sequence[str], weight_map: Any) -> dict[str, np.ndarray]:
+  """The nnx state's values at the weight map's buffer paths (BatchNorm ``mean``/``var``), by torch name."""
+  from flax import nnx
+
+  pure = nnx.to_pure_dict(rest)
+  out = {}
+  for name in names:
+    node = pure
+    try:
+      for k in weight_map.nnx_path(name):
+        node = node[k]
+    except (KeyError, TypeError, IndexError):
+      continue
+    out[name] = np.asarray(node)
+  return out
 
 
 # --- comparison ---------------------------------------------------------------------------------
@@ -201,7 +228,7 @@ def compare_runs(jax_run: Run, torch_run: Run, tol: Mapping[str, float], dtype: 
   hist = {n: np.abs(torch_run.params[0][n]).astype(np.float64) for n in names}
   records = []
   for k in range(len(torch_run.loss)):
-    errors: dict[str, dict[str, float]] = {"grad": {}, "update": {}, "param": {}}
+    errors: dict[str, dict[str, float]] = {"grad": {}, "update": {}, "param": {}, "buffer": {}}
     for n in names:
       errors["grad"][n] = _rel(jax_run.grads[k].get(n), torch_run.grads[k][n])
     if k < len(torch_run.updates):
@@ -212,6 +239,10 @@ def compare_runs(jax_run: Run, torch_run: Run, tol: Mapping[str, float], dtype: 
         errors["update"][n] = _rel(jax_run.updates[k].get(n), torch_run.updates[k][n], floor)
         hist[n] = np.maximum(hist[n], np.where(np.isfinite(new), np.abs(new), 0.0))
         errors["param"][n] = _rel(jax_run.params[k + 1].get(n), new, HISTORY_FRACTION * hist[n])
+      if k + 1 < len(torch_run.buffers) and k + 1 < len(jax_run.buffers):
+        for n, b in torch_run.buffers[k + 1].items():
+          if n in jax_run.buffers[k + 1]:
+            errors["buffer"][n] = _rel(jax_run.buffers[k + 1][n], b)
     loss_rel = array_error(np.float64(jax_run.loss[k]), np.float64(torch_run.loss[k])).rel
     records.append(StepRecord(k, loss_rel, torch_run.loss[k], jax_run.loss[k], errors))
   return records
@@ -232,8 +263,8 @@ def first_divergence(records: Sequence[StepRecord], tol: Mapping[str, float], na
   for r in records:
     if not r.loss_rel <= tol["loss"]:
       return Divergence("loss", r.loss_rel, tol["loss"], step=r.step)
-    for q in ("grad", "update", "param"):
-      for n in names:
+    for q in ("grad", "update", "param", "buffer"):
+      for n in (names if q != "buffer" else r.errors[q]):
         e = r.errors[q].get(n)
         if e is not None and not e <= tol[q]:
           return Divergence(q, e, tol[q], step=r.step, parameter=n)
@@ -272,9 +303,42 @@ def _uniform_ratio(k: int, jax_run: Run, torch_run: Run) -> float | None:
   return None
 
 
+def _running_var_trap(first: Divergence, jax_run: Run, torch_run: Run, torch_model: Any) -> list[Trap]:
+  """A running_var that differs because torch averages the unbiased batch variance and flax the biased one:
+  the two running-average increments differ by the uniform factor n / (n - 1)."""
+  name = first.parameter or ""
+  if not name.endswith("running_var"):
+    return []
+  k = first.step
+  mod = torch_model.get_submodule(name.rpartition(".")[0])
+  m = getattr(mod, "momentum", None)
+  if m is None:
+    return []
+  t_old, t_new = torch_run.buffers[k][name], torch_run.buffers[k + 1][name]
+  j_old, j_new = jax_run.buffers[k][name], jax_run.buffers[k + 1][name]
+  unbiased = (t_new - (1 - m) * t_old) / m
+  biased = (j_new - (1 - m) * j_old) / m  # flax momentum = 1 - m when the momenta are converted right
+  ratio = unbiased / biased
+  r = float(np.median(ratio))
+  if not (r > 1 and np.allclose(ratio, r, rtol=1e-6)):
+    return []
+  n = 1 / (r - 1) + 1
+  if abs(n - round(n)) > 1e-4 * n:
+    return []
+  return [Trap("batchnorm_running_var", name.rpartition(".")[0],
+               f"step {k}: torch's running_var averages the unbiased batch variance, flax's the biased one: "
+               f"the increments differ by n/(n-1) = {r:.10g} (n = {round(n)} values per channel). Training "
+               "outputs are unaffected; eval-mode outputs after training differ. flax's BatchNorm has no "
+               "unbiased option: use a BatchNorm that stores var * n/(n-1), or compare in training mode only.",
+               confirmed=True)]
+
+
 def _training_traps(first: Divergence | None, records, jax_run: Run, torch_run: Run,
-                    clip_grad_norm: float | None) -> list[Trap]:
-  """Name a uniform-factor update difference: a schedule shifted by a step, or clipping without +1e-6."""
+                    clip_grad_norm: float | None, torch_model: Any = None) -> list[Trap]:
+  """Name a uniform-factor update difference (a schedule shifted by a step, clipping without +1e-6) or a
+  running variance that differs by n/(n-1)."""
+  if first is not None and first.quantity == "buffer" and torch_model is not None:
+    return _running_var_trap(first, jax_run, torch_run, torch_model)
   if first is None or first.quantity not in ("update", "param") or first.step >= len(torch_run.updates):
     return []
   k = first.step
@@ -311,6 +375,9 @@ def _verdict(first: Divergence | None, records, tol, teacher_forcing: bool) -> s
     elif not teacher_forcing:
       s += " Rerun with teacher_forcing=True to check the optimizer on torch's gradients."
     return s
+  if first.quantity == "buffer":
+    return (f"Loss, gradients, updates and parameters agree up to step {first.step}; the buffer "
+            f"{first.parameter} (running statistics) differs there.")
   return (f"Gradients agree up to step {first.step}; the {first.quantity} differs there: the optimizer, its "
           "schedule or the gradient clipping differs, not the model.")
 
@@ -468,7 +535,7 @@ def compare_training(torch_model: Any, torch_optimizer: Any, torch_loss_fn: Call
   records = compare_runs(j_run, t_run, tol, dtype)
   names = list(t_run.params[0])
   first = _initial_divergence(j_run, t_run, tol["param"]) or first_divergence(records, tol, names)
-  traps = _training_traps(first, records, j_run, t_run, clip_grad_norm)
+  traps = _training_traps(first, records, j_run, t_run, clip_grad_norm, torch_model)
   if first is not None and traps:
     first = dataclasses.replace(first, trap=traps[0].name)
   return TrainingReport(first is None, first, records, traps, teacher_forcing, dtype, tol,
