@@ -19,6 +19,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 EXPECTED = {
     "imbalanced_classification": ((), "minority recall"),
     "landscape_and_lr_range": (("lr_range_test.png", "landscape_1d.png", "landscape_2d.png"), "suggested lr"),
+    "monitor_training": (("monitor.json", "monitor.csv", "monitor.png"), "time per step afterwards"),
     "optimizer_comparison": (("optimizer_comparison.png",), "final train loss"),
     "port_from_pytorch": ((), "The two loops agree"),
     "regression_outliers": (("regression_outliers.png",), "clean RMSE"),
@@ -40,7 +41,7 @@ def test_example_runs_in_fast_mode(path, tmp_path):
   env = dict(os.environ, LOSSLAB_EXAMPLES_OUT=str(tmp_path / "from-env"), JAX_PLATFORMS="cpu")
   env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
   args = [sys.executable, str(path), "--fast"]
-  if path.stem in ("regression_outliers", "optimizer_comparison", "landscape_and_lr_range"):
+  if path.stem in ("regression_outliers", "optimizer_comparison", "landscape_and_lr_range", "monitor_training"):
     args += ["--out", str(tmp_path)]
   proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, f"{path.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

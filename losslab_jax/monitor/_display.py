@@ -24,7 +24,9 @@ def _num(x: Any) -> str:
   x = float(x)
   if x != x:
     return "nan"
-  if x == 0 or 1e-3 <= abs(x) < 1e5:
+  if 1e3 <= abs(x) < 1e7:
+    return f"{x:,.0f}"
+  if x == 0 or 1e-3 <= abs(x) < 1e3:
     return f"{x:.4g}"
   return f"{x:.3e}"
 
@@ -46,6 +48,8 @@ def progress_line(status: dict[str, Any]) -> str:
   if status.get("step_time_s") is not None:
     parts.append(f"{_duration(status['step_time_s'])}/step")
     parts.append(f"{_num(status['steps_per_s'])} it/s")
+  elif status.get("first_step_s") is not None:
+    parts.append(f"first step {_duration(status['first_step_s'])} (with compilation)")
   if status.get("items_per_s") is not None:
     parts.append(f"{_num(status['items_per_s'])} items/s")
   for key, value in status.get("values", {}).items():
@@ -54,7 +58,7 @@ def progress_line(status: dict[str, Any]) -> str:
     parts.append(f"dev peak {_bytes(status['peak_device_bytes'])}")
   if status.get("host_rss_bytes") is not None:
     parts.append(f"rss {_bytes(status['host_rss_bytes'])}")
-  if status.get("eta_s") is not None:
+  if status.get("eta_s"):
     parts.append(f"eta {_duration(status['eta_s'])}")
   return " | ".join(parts)
 
@@ -66,10 +70,10 @@ def summary_lines(summary: dict[str, Any]) -> list[tuple[str, str]]:
       ("first step (compile + run)", _duration(summary["first_step_s"])),
       ("compile (estimate)", _duration(summary["compile_s"])),
       ("time per step (median)", _duration(summary["step_time_s"])),
-      ("steps / s", _num(summary["steps_per_s"])),
+      ("steps / s (mean)", _num(summary["steps_per_s"])),
   ]
   if summary.get("items_per_s") is not None:
-    rows.append(("items / s", _num(summary["items_per_s"])))
+    rows.append(("items / s (mean)", _num(summary["items_per_s"])))
   rows.append(("peak device memory", _bytes(summary["peak_device_bytes"])))
   rows.append(("peak host RSS", _bytes(summary["peak_host_rss_bytes"])))
   for key, stats in summary["values"].items():

@@ -54,6 +54,17 @@ def _check_scalar(name: str, value: Any) -> None:
                      " reduction of it (e.g. its mean or norm) computed inside the step")
 
 
+def _fetch(pending: list[dict[str, Any]]) -> list[dict[str, float]]:
+  """The logged values as Python floats. Off the CPU, every device-to-host copy is started before
+  the first is waited for (``jax.device_get`` does the same but costs ~10 us per scalar in tree
+  handling; ``np.asarray`` per scalar costs ~1 us on the CPU backend, measured)."""
+  arrays = [v for values in pending for v in values.values() if isinstance(v, jax.Array)]
+  if arrays and any(d.platform != "cpu" for d in arrays[-1].devices()):
+    for a in arrays:
+      a.copy_to_host_async()
+  return [{k: float(np.asarray(v)) for k, v in values.items()} for values in pending]
+
+
 class Monitor:
   r"""Times a training loop and records what it logs, without forcing a device sync every step.
 
@@ -197,9 +208,9 @@ class Monitor:
     self._t_mark = now
     window = len(self._windows)
     self._windows.append((n, dt))
-    host = jax.device_get([values for _, values, _ in self._pending])
+    host = _fetch([values for _, values, _ in self._pending])
     for (i, _, _), values in zip(self._pending, host, strict=True):
-      self.records.append({"step": i, "time_s": dt / n, "window": window, **{k: float(v) for k, v in values.items()}})
+      self.records.append({"step": i, "time_s": dt / n, "window": window, **values})
     self._pending = []
     if self.memory:
       dev, rss = device_peak_bytes(self.devices), host_peak_rss_bytes()
@@ -221,8 +232,6 @@ class Monitor:
     """What the progress line shows, as of the last sync."""
     steady = self._steady()
     step_time = (sum(dt for _, dt in steady) / sum(n for n, _ in steady)) if steady else None
-    if step_time is None and self._windows:
-      step_time = self._windows[0][1]
     done = len(self.records)
     last = self.records[-1] if self.records else {}
     eta = None
@@ -230,6 +239,7 @@ class Monitor:
       eta = max(self.total_steps - done, 0) * step_time
     return {
         "name": self.name, "steps": done, "total_steps": self.total_steps,
+        "first_step_s": self._windows[0][1] if self._windows else None,
         "step_time_s": step_time, "steps_per_s": None if not step_time else 1.0 / step_time,
         "items_per_s": None if not step_time or self.items_per_step is None else self.items_per_step / step_time,
         "values": {k: v for k, v in last.items() if k not in ("step", "time_s", "window")},

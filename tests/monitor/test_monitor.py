@@ -16,6 +16,7 @@ import optax
 import pytest
 
 import losslab_jax as ll
+from losslab_jax.monitor._display import progress_line
 
 M = ll.monitor
 
@@ -71,7 +72,9 @@ def test_status_eta_and_single_step_run():
   mon = quiet(total_steps=10, sync_every=2, clock=FakeClock([0.0, 1.0, 1.5]))
   mon.step(loss=1.0)
   st = mon.status()
-  assert st["steps"] == 1 and st["step_time_s"] == 1.0 and st["eta_s"] == pytest.approx(9.0)
+  # after the first step only its time (with compilation) is known: no step time, no ETA yet
+  assert st["steps"] == 1 and st["first_step_s"] == 1.0 and st["step_time_s"] is None and st["eta_s"] is None
+  assert "first step 1.00 s (with compilation)" in progress_line(st)
   mon.step(loss=0.5)
   mon.step(loss=0.25)
   st = mon.status()
