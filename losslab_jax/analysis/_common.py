@@ -66,8 +66,7 @@ class _MergedLoss:
   def __call__(self, params: Any, *args: Any) -> Any:
     from flax import nnx
 
-    *args, rest = args
-    return self.loss_fn(nnx.merge(self.graphdef, params, rest), *args)
+    return self.loss_fn(nnx.merge(self.graphdef, params, args[-1]), *args[:-1])
 
   def __hash__(self) -> int:
     return hash((self.loss_fn, self.graphdef))

@@ -224,4 +224,6 @@ def _num_batches(fn: str, batches: Any) -> int | None:
     shapes = [tuple(jnp.shape(x)) for x in leaves]
     raise ValueError(
         f"{fn}: expected `batches` whose leaves share a leading batch axis of size >= 1, got shapes {shapes}")
-  return int(sizes.pop())
+  size = sizes.pop()
+  assert size is not None   # refused above
+  return int(size)

@@ -36,12 +36,17 @@ See :func:`build` for the rules of each section.
 
 from __future__ import annotations
 
+import ast
 import copy
+import dataclasses
 import difflib
+import functools
 import inspect
+import numbers
 import os
 import pathlib
 import re
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -50,6 +55,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from losslab_jax import losses as ll_losses
+from losslab_jax import optim as ll_optim
+from losslab_jax import schedules as ll_schedules
 from losslab_jax.config._scheme import Scheme
 
 # --- what a config may name ------------------------------------------------------------------------
@@ -189,8 +197,43 @@ def _coerce_yaml_numbers(value: Any) -> Any:
   return value
 
 
+@functools.cache
+def _unique_key_loader() -> type:
+  """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last).
+
+  Built on first use: PyYAML is optional, imported only when a YAML file is read.
+  """
+  import yaml
+
+  class UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+      seen: dict[Any, int] = {}
+      for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+          continue
+        key = self.construct_object(key_node, deep=True)
+        try:
+          first = seen.get(key)
+        except TypeError:   # an unhashable key: SafeLoader's own error follows
+          continue
+        line = key_node.start_mark.line + 1
+        if first is not None:
+          raise _DuplicateKey(f"line {line}: duplicate key {key!r} (first given on line {first}); each"
+                              " key may appear once in a mapping")
+        seen[key] = line
+      return super().construct_mapping(node, deep=deep)
+
+  return UniqueKeyLoader
+
+
+class _DuplicateKey(Exception):
+  """Raised inside the YAML loader; :func:`load` turns it into a ConfigError naming the file."""
+
+
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
   """Read a YAML config file into a plain dict (``1e-3`` read as a float, not a string).
+
+  A key given twice in one mapping is an error (PyYAML alone would keep the last one silently).
 
   Args:
     path: a ``.yaml``/``.yml`` file.
@@ -201,7 +244,8 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
   Raises:
     ImportError: PyYAML is not installed (``pip install losslab_jax[config]``).
     FileNotFoundError: ``path`` does not exist.
-    ConfigError: the file does not hold a mapping at the top level.
+    ConfigError: the file does not hold a mapping at the top level, or a mapping in it gives a
+      key twice.
   """
   try:
     import yaml
@@ -212,7 +256,10 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
   if not p.is_file():
     raise FileNotFoundError(f"config.load: expected a YAML file, got {str(path)!r}, which does not exist")
   with p.open() as f:
-    data = yaml.safe_load(f)
+    try:
+      data = yaml.load(f, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as e:
+      raise ConfigError(f"config.load({p.name}): {e}") from None
   if not isinstance(data, Mapping):
     raise ConfigError(f"config.load({p.name}): expected a mapping at the top level, got"
                       f" {type(data).__name__}")
@@ -274,7 +321,195 @@ def _group_labels(where: str, patterns: Sequence[tuple[str, re.Pattern[str]]]) -
   return labels
 
 
-# --- sections --------------------------------------------------------------------------------------
+# --- value types -----------------------------------------------------------------------------------
+# A config value is checked against the annotation of the factory argument it feeds, so that
+# ``lr: true`` (a bool is not a number), ``lr: fast``, ``betas: [a, b]`` or ``weight_decay: null``
+# raise a ConfigError naming the key instead of a raw comparison error or a silent 1.0.
+
+_NUMBER_NAMES = ("float", "ScalarOrSchedule", "ArrayLike", "Array", "Numeric", "Scalar")
+
+
+def _is_real(v: Any) -> bool:
+  """A real number: Python or numpy int/float, or a 0-d integer/floating array; never a bool."""
+  if isinstance(v, (bool, np.bool_)):
+    return False
+  if isinstance(v, numbers.Real):
+    return True
+  if isinstance(v, (np.ndarray, jax.Array)) and v.shape == ():
+    return bool(np.issubdtype(v.dtype, np.integer) or np.issubdtype(v.dtype, np.floating))
+  return False
+
+
+def _is_int(v: Any) -> bool:
+  if isinstance(v, (bool, np.bool_)):
+    return False
+  if isinstance(v, numbers.Integral):
+    return True
+  return isinstance(v, (np.ndarray, jax.Array)) and v.shape == () and bool(np.issubdtype(v.dtype, np.integer))
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+  """``text`` split at ``sep`` outside brackets (``'tuple[a, b] | None'`` -> two parts at ``|``)."""
+  parts, depth, start = [], 0, 0
+  for i, ch in enumerate(text):
+    depth += ch == "["
+    depth -= ch == "]"
+    if ch == sep and depth == 0:
+      parts.append(text[start:i].strip())
+      start = i + 1
+  parts.append(text[start:].strip())
+  return parts
+
+
+@dataclasses.dataclass(frozen=True)
+class _Expect:
+  """What a factory argument accepts, as far as a config can check it."""
+
+  what: str
+  accepts: Callable[[Any], bool]
+  number: bool = False   # a number is among the accepted kinds (then a bool is called out)
+
+
+def _literal_choices(obj: Any) -> tuple[Any, ...] | None:
+  if typing.get_origin(obj) is typing.Literal:
+    return typing.get_args(obj)
+  return None
+
+
+def _resolve(fn: Callable[..., Any], dotted: str) -> Any:
+  """The object an annotation names, looked up in ``fn``'s module (None if it cannot be found)."""
+  obj: Any = getattr(inspect.unwrap(fn), "__globals__", {})
+  for i, part in enumerate(dotted.split(".")):
+    obj = obj.get(part) if i == 0 and isinstance(obj, dict) else getattr(obj, part, None)
+    if obj is None:
+      return None
+  return obj
+
+
+def _expect_part(fn: Callable[..., Any], part: str) -> _Expect | None:
+  base, _, inner = part.partition("[")
+  inner = inner[:-1] if inner.endswith("]") else inner
+  name = base.strip().split(".")[-1]
+  if name == "None":
+    return _Expect("null", lambda v: v is None)
+  if name == "bool":
+    return _Expect("true or false", lambda v: isinstance(v, (bool, np.bool_)))
+  if name == "int":
+    return _Expect("an integer", _is_int, number=True)
+  if name in _NUMBER_NAMES:
+    if "Schedule" in name:
+      return _Expect("a number", lambda v: _is_real(v) or callable(v), number=True)
+    return _Expect("a number", _is_real, number=True)
+  if name == "str":
+    return _Expect("a string", lambda v: isinstance(v, str))
+  if name in ("tuple", "Sequence", "list"):
+    found = [_expect_part(fn, e) for e in _split_top(inner, ",") if e and e != "..."]
+    elements = [e for e in found if e is not None and e.number]
+    if not elements or len(elements) != len(found):
+      return None
+    integers = all(e.what == "an integer" for e in elements)
+    check = _is_int if integers else (lambda v: _is_real(v) or callable(v))
+    what = "a list of integers" if integers else "a list of numbers"
+    return _Expect(what, lambda v: isinstance(v, (list, tuple)) and all(check(x) for x in v))
+  if name in ("Callable", "Schedule"):
+    return _Expect("a Python callable", callable)
+  choices = _literal_choices(_resolve(fn, base.strip())) if name != "Literal" else None
+  if name == "Literal":
+    try:
+      choices = tuple(ast.literal_eval(f"({inner},)"))
+    except (ValueError, SyntaxError):
+      return None
+  if choices and all(isinstance(c, str) for c in choices):
+    # the kind only: which string is the factory's (or the loss's) own check, in torch's words
+    return _Expect("a string", lambda v: isinstance(v, str))
+  return None
+
+
+def _expectation(fn: Callable[..., Any], param: inspect.Parameter) -> _Expect | None:
+  """What ``param`` of ``fn`` accepts (from its annotation), or None when it cannot be checked."""
+  annotation = param.annotation
+  if annotation is inspect.Parameter.empty:
+    return None
+  if not isinstance(annotation, str):
+    annotation = getattr(annotation, "__name__", None) or str(annotation)
+  parts = [_expect_part(fn, p) for p in _split_top(annotation, "|")]
+  if any(p is None for p in parts):
+    return None
+  known = [p for p in parts if p is not None]
+  return _Expect(" or ".join(dict.fromkeys(p.what for p in known)), lambda v: any(p.accepts(v) for p in known),
+                 number=any(p.number for p in known))
+
+
+def _check_types(ctx: _Ctx, path: str, fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+  """Every value in ``kwargs`` has the kind ``fn``'s annotation for it names."""
+  params = _params(fn)
+  for key, value in kwargs.items():
+    expect = _expectation(fn, params[key]) if key in params else None
+    if expect is None or expect.accepts(value):
+      continue
+    note = " (a bool is not a number)" if expect.number and isinstance(value, (bool, np.bool_)) else ""
+    raise ctx.error(_join(path, key), f"expected {expect.what}, got {value!r}{note}")
+
+
+# --- parsed configs: every check happens here, nothing is built --------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _LossTerm:
+  """One loss of ``loss`` (or of ``loss.terms``): the function and its keyword arguments."""
+
+  path: str
+  name: str
+  fn: Callable[..., jax.Array]
+  scalars: Mapping[str, Any]
+  arrays: Mapping[str, np.ndarray]   # lists, cast to the loss input's dtype at call time
+  scale: float | None                # None: a single loss, not a term of a sum
+
+
+@dataclasses.dataclass(frozen=True)
+class _ScheduleCall:
+  """A schedule factory call; ``kwargs["schedules"]`` of a composite holds child calls."""
+
+  path: str
+  name: str
+  fn: Callable[..., Any]
+  kwargs: Mapping[str, Any]
+  steps_per_epoch: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _OptimizerCall:
+  """An optimizer factory call; with a schedule, the schedule's result is its lr."""
+
+  path: str
+  name: str
+  fn: Callable[..., Any]
+  kwargs: Mapping[str, Any]
+  schedule: _ScheduleCall | None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Group:
+  """One entry of ``param_groups``; ``optimizer`` is None for a frozen group."""
+
+  index: int
+  match: str
+  pattern: re.Pattern[str]
+  optimizer: _OptimizerCall | None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+  """A config, validated: what :func:`_build_plan` builds and :func:`_describe_plan` describes."""
+
+  where: str
+  head: str
+  spec: Mapping[str, Any]
+  loss: tuple[_LossTerm, ...]
+  optimizer: _OptimizerCall
+  plateau: Mapping[str, Any] | None
+  groups: tuple[_Group, ...] | None
+  clip: tuple[str, Mapping[str, Any]] | None   # ("clip_grad_norm" | "clip_grad_value", kwargs)
 
 
 def _loss_kwargs_allowed(fn: Callable[..., Any]) -> list[str]:
@@ -282,68 +517,295 @@ def _loss_kwargs_allowed(fn: Callable[..., Any]) -> list[str]:
   return [n for n, p in _params(fn).items() if p.default is not inspect.Parameter.empty]
 
 
-def _one_loss(ctx: _Ctx, path: str, section: Mapping[str, Any], extra: Sequence[str] = ()):
-  from losslab_jax import losses as ll_losses
-
+def _parse_loss_term(ctx: _Ctx, path: str, section: Any, scale: float | None,
+                     extra: Sequence[str] = ()) -> _LossTerm:
   section = _mapping(ctx, path, section)
   if "name" not in section:
     raise ctx.error(path, f"missing key 'name'; allowed loss names: {_choices(LOSSES)}")
   name = _check_name(ctx, _join(path, "name"), section["name"], LOSSES, "loss")
   fn = _factory(ctx, _join(path, "name"), ll_losses, name, "loss")
-  allowed = _loss_kwargs_allowed(fn)
-  _check_kwargs(ctx, path, name, section, allowed, extra=("name", *extra))
+  _check_kwargs(ctx, path, name, section, _loss_kwargs_allowed(fn), extra=("name", *extra))
   kwargs = {k: v for k, v in section.items() if k not in ("name", *extra)}
-  arrays = {k: np.asarray(v) for k, v in kwargs.items() if isinstance(v, (list, tuple, np.ndarray, jax.Array))}
+  arrays = {k: np.asarray(v) for k, v in kwargs.items() if isinstance(v, (list, tuple, np.ndarray, jax.Array))
+            and np.ndim(v) > 0}
   for k, v in arrays.items():
-    if not np.issubdtype(v.dtype, np.number):
+    if not (np.issubdtype(v.dtype, np.number) and not np.issubdtype(v.dtype, np.bool_)):
       raise ctx.error(_join(path, k), f"expected a list of numbers, got {kwargs[k]!r}")
   scalars = {k: v for k, v in kwargs.items() if k not in arrays}
-  return name, fn, scalars, arrays
+  _check_types(ctx, path, fn, scalars)
+  return _LossTerm(path, name, fn, scalars, arrays, scale)
 
 
-def _build_loss(ctx: _Ctx, section: Any) -> tuple[Callable[..., jax.Array], str]:
+def _parse_loss(ctx: _Ctx, section: Any) -> tuple[_LossTerm, ...]:
   section = _mapping(ctx, "loss", section)
-  if "terms" in section:
-    _check_keys(ctx, "loss", section, ("terms",), what="a sum of losses")
-    terms_in = section["terms"]
-    if not isinstance(terms_in, list) or not terms_in:
-      raise ctx.error("loss.terms", f"expected a non-empty list of loss mappings, got {terms_in!r}")
-    terms = []
-    for i, t in enumerate(terms_in):
-      p = _join("loss.terms", i)
-      name, fn, scalars, arrays = _one_loss(ctx, p, t, extra=("scale",))
-      scale = t.get("scale", 1.0)
-      if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise ctx.error(_join(p, "scale"), f"expected a number, got {scale!r}")
-      terms.append((p, name, fn, scalars, arrays, float(scale)))
+  if "terms" not in section:
+    return (_parse_loss_term(ctx, "loss", section, None),)
+  _check_keys(ctx, "loss", section, ("terms",), what="a sum of losses")
+  terms_in = section["terms"]
+  if not isinstance(terms_in, list) or not terms_in:
+    raise ctx.error("loss.terms", f"expected a non-empty list of loss mappings, got {terms_in!r}")
+  terms = []
+  for i, t in enumerate(terms_in):
+    p = _join("loss.terms", i)
+    scale = _mapping(ctx, p, t).get("scale", 1.0)
+    if not _is_real(scale):
+      raise ctx.error(_join(p, "scale"), f"expected a number, got {scale!r}")
+    terms.append(_parse_loss_term(ctx, p, t, float(scale), extra=("scale",)))
+  return tuple(terms)
+
+
+def _schedule_lr_param(fn: Callable[..., Any]) -> str:
+  return next(iter(_params(fn)))
+
+
+def _parse_schedule(ctx: _Ctx, path: str, section: Any, *, override_lr: Any, fill_lr: Any) -> _ScheduleCall:
+  """A schedule section; its lr argument is ``override_lr``, or ``fill_lr`` when the section has none."""
+  section = _mapping(ctx, path, section)
+  if "name" not in section:
+    raise ctx.error(path, f"missing key 'name'; allowed schedules: {_choices(SCHEDULES)}")
+  name = _check_name(ctx, _join(path, "name"), section["name"], SCHEDULES, "schedule")
+  if name == _PLATEAU:
+    raise ctx.error(_join(path, "name"), "reduce_lr_on_plateau is driven by a metric and can only be"
+                    " the top-level schedule, not part of sequential_lr or chained")
+  fn = _factory(ctx, _join(path, "name"), ll_schedules, name, "schedule")
+  params = _params(fn)
+  _check_kwargs(ctx, path, name, section, list(params), extra=("name", "steps_per_epoch"))
+  kwargs = {k: v for k, v in section.items() if k not in ("name", "steps_per_epoch")}
+  if name in _COMPOSITE_SCHEDULES:
+    subs = kwargs.get("schedules")
+    if not isinstance(subs, list) or not subs:
+      raise ctx.error(_join(path, "schedules"), f"expected a non-empty list of schedule mappings, got {subs!r}")
+    kwargs["schedules"] = tuple(
+        _parse_schedule(ctx, _join(_join(path, "schedules"), i), s, override_lr=override_lr, fill_lr=fill_lr)
+        for i, s in enumerate(subs))
   else:
-    p = "loss"
-    name, fn, scalars, arrays = _one_loss(ctx, p, section)
-    terms = [(p, name, fn, scalars, arrays, None)]
+    lr_name = _schedule_lr_param(fn)
+    if override_lr is not None:
+      kwargs[lr_name] = override_lr
+    else:
+      kwargs.setdefault(lr_name, fill_lr)
+    if name in ("lambda_lr", "multiplicative_lr") and not callable(kwargs.get("fn")):
+      raise ctx.error(_join(path, "fn"), f"{name} needs a Python callable `fn(epoch) -> factor`, got"
+                      f" {kwargs.get('fn')!r}; build this config from a dict, not YAML")
+  missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in kwargs]
+  if missing:
+    raise ctx.error(path, f"{name} needs {', '.join(repr(m) for m in missing)}")
+  _check_types(ctx, path, fn, {k: v for k, v in kwargs.items() if k != "schedules"})
+  steps_per_epoch = section.get("steps_per_epoch")
+  if "steps_per_epoch" in section and not _is_int(steps_per_epoch):
+    raise ctx.error(_join(path, "steps_per_epoch"), f"expected an integer, got {steps_per_epoch!r}")
+  return _ScheduleCall(path, name, fn, kwargs, steps_per_epoch)
 
-  where = ctx.where
 
+def _explicit_schedule_lr(path: str, section: Mapping[str, Any]) -> tuple[str, Any] | None:
+  """``(path, value)`` of the first lr argument a (possibly nested) schedule section sets itself."""
+  name = section.get("name")
+  if name in _COMPOSITE_SCHEDULES:
+    for i, s in enumerate(section.get("schedules") or []):
+      if isinstance(s, Mapping):
+        found = _explicit_schedule_lr(_join(_join(path, "schedules"), i), s)
+        if found:
+          return found
+    return None
+  if name == _PLATEAU or name not in SCHEDULES or not hasattr(ll_schedules, name):
+    return None
+  lr_name = _schedule_lr_param(getattr(ll_schedules, name))
+  if lr_name in section:
+    return _join(path, lr_name), section[lr_name]
+  return None
+
+
+def _parse_schedule_section(ctx: _Ctx, spec: Mapping[str, Any], opt_kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+  """The top-level ``schedule`` mapping, checked against the optimizer's lr (None when absent)."""
+  sched = spec.get("schedule")
+  if sched is None:
+    return None
+  sched = _mapping(ctx, "schedule", sched)
+  if "name" not in sched:
+    raise ctx.error("schedule", f"missing key 'name'; allowed schedules: {_choices(SCHEDULES)}")
+  _check_name(ctx, "schedule.name", sched["name"], SCHEDULES, "schedule")
+  if callable(opt_kwargs.get("lr")):
+    raise ctx.error("optimizer.lr", "optimizer.lr is already a schedule; give a number and describe the"
+                    " schedule in the schedule section, or drop the schedule section")
+  explicit = _explicit_schedule_lr("schedule", sched)
+  if explicit and "lr" in opt_kwargs:
+    raise ctx.error("", f"the learning rate is set twice, optimizer.lr={_fmt(opt_kwargs['lr'])} and"
+                    f" {explicit[0]}={_fmt(explicit[1])}; set it in one place (the schedule's lr argument"
+                    " defaults to optimizer.lr)")
+  return sched
+
+
+def _parse_optimizer_call(ctx: _Ctx, path: str, name: str, fn: Callable[..., Any], kwargs: Mapping[str, Any],
+                          sched: Mapping[str, Any] | None, base_lr: Any, default_lr: Any) -> _OptimizerCall:
+  """One optimizer call (the default one, or a param group's): types, then its schedule."""
+  _check_types(ctx, path, fn, kwargs)
+  schedule = None
+  if sched is not None and sched["name"] != _PLATEAU:
+    schedule = _parse_schedule(ctx, "schedule", sched, override_lr=kwargs.get("lr", base_lr), fill_lr=default_lr)
+  return _OptimizerCall(path, name, fn, dict(kwargs), schedule)
+
+
+def _parse_groups(ctx: _Ctx, spec: Mapping[str, Any], opt: _OptimizerCall, opt_params: Mapping[str, Any],
+                  sched: Mapping[str, Any] | None, default_lr: Any) -> tuple[_Group, ...] | None:
+  groups = spec.get("param_groups")
+  if groups is None:
+    return None
+  if not isinstance(groups, list):
+    raise ctx.error("param_groups", f"expected a list of group mappings, got {type(groups).__name__}")
+  parsed = []
+  for i, g in enumerate(groups):
+    p = _join("param_groups", i)
+    g = _mapping(ctx, p, g)
+    _check_keys(ctx, p, g, ("match", "frozen", *opt_params), what=f"a param group of {opt.name}")
+    if "match" not in g or not isinstance(g["match"], str):
+      raise ctx.error(_join(p, "match"), f"expected a regular expression string, got {g.get('match')!r}")
+    try:
+      pattern = re.compile(g["match"])
+    except re.error as e:
+      raise ctx.error(_join(p, "match"), f"invalid regular expression {g['match']!r}: {e}") from None
+    frozen = g.get("frozen", False)
+    if not isinstance(frozen, bool):
+      raise ctx.error(_join(p, "frozen"), f"expected true or false, got {frozen!r}")
+    overrides = {k: _numbers_to_tuple(v) for k, v in g.items() if k not in ("match", "frozen")}
+    if frozen and overrides:
+      raise ctx.error(p, f"a frozen group takes no hyperparameters, got {sorted(overrides)}")
+    call = None if frozen else _parse_optimizer_call(
+        ctx, p, opt.name, opt.fn, {**opt.kwargs, **overrides}, sched, opt.kwargs.get("lr"), default_lr)
+    parsed.append(_Group(i, g["match"], pattern, call))
+  return tuple(parsed)
+
+
+def _parse_clip(ctx: _Ctx, section: Any) -> tuple[str, Mapping[str, Any]] | None:
+  if section is None:
+    return None
+  section = _mapping(ctx, "gradient_clipping", section)
+  _check_keys(ctx, "gradient_clipping", section, CLIP_KEYS)
+  if ("max_norm" in section) == ("clip_value" in section):
+    raise ctx.error("gradient_clipping", "expected exactly one of 'max_norm' (clip_grad_norm) or"
+                    f" 'clip_value' (clip_grad_value), got keys {sorted(section)}")
+  if "clip_value" in section:
+    if "norm_type" in section:
+      raise ctx.error("gradient_clipping.norm_type", "norm_type goes with max_norm, not clip_value")
+    name, kwargs = "clip_grad_value", {"clip_value": section["clip_value"]}
+  else:
+    name, kwargs = "clip_grad_norm", {k: section[k] for k in ("max_norm", "norm_type") if k in section}
+  _check_types(ctx, "gradient_clipping", getattr(ll_optim, name), kwargs)
+  return name, kwargs
+
+
+def _parse(spec: Any, where: str, rationale: str | None) -> _Plan:
+  """Validate a config mapping into a :class:`_Plan`; every ConfigError of a config comes from here."""
+  ctx = _Ctx(where)
+  spec = _mapping(ctx, "", spec, "a mapping with keys " + _choices(TOP_KEYS))
+  _check_keys(ctx, "", spec, TOP_KEYS)
+  for key in ("loss", "optimizer"):
+    if key not in spec:
+      raise ctx.error("", f"missing required key {key!r}; keys: {_choices(TOP_KEYS)}")
+  for key in ("name", "description"):
+    if key in spec and not isinstance(spec[key], str):
+      raise ctx.error(key, f"expected a string, got {spec[key]!r}")
+  saved = copy.deepcopy(spec)
+  loss = _parse_loss(ctx, spec["loss"])
+
+  opt = _mapping(ctx, "optimizer", spec["optimizer"])
+  if "name" not in opt:
+    raise ctx.error("optimizer", f"missing key 'name'; allowed optimizers: {_choices(OPTIMIZERS)}")
+  opt_name = _check_name(ctx, "optimizer.name", opt["name"], OPTIMIZERS, "optimizer")
+  opt_fn = _factory(ctx, "optimizer.name", ll_optim, opt_name, "optimizer")
+  opt_params = _params(opt_fn)
+  _check_kwargs(ctx, "optimizer", opt_name, opt, list(opt_params))
+  opt_kwargs = {k: _numbers_to_tuple(v) for k, v in opt.items() if k != "name"}
+  sched = _parse_schedule_section(ctx, spec, opt_kwargs)
+  default_lr = opt_params["lr"].default if "lr" in opt_params else None
+  if default_lr is inspect.Parameter.empty:
+    default_lr = None
+  optimizer = _parse_optimizer_call(ctx, "optimizer", opt_name, opt_fn, opt_kwargs, sched, opt_kwargs.get("lr"),
+                                    default_lr)
+
+  plateau = None
+  if sched is not None and sched["name"] == _PLATEAU:
+    plateau_fn = _factory(ctx, "schedule.name", ll_optim, _PLATEAU, "schedule")
+    _check_kwargs(ctx, "schedule", _PLATEAU, sched, list(_params(plateau_fn)))
+    plateau = {k: v for k, v in sched.items() if k != "name"}
+    plateau.setdefault("base_lr", opt_kwargs.get("lr", default_lr))
+    _check_types(ctx, "schedule", plateau_fn, plateau)
+
+  groups = _parse_groups(ctx, spec, optimizer, opt_params, sched, default_lr)
+  clip = _parse_clip(ctx, spec.get("gradient_clipping"))
+  head = rationale if rationale is not None else spec.get("description", f"Built by {where}.")
+  return _Plan(where, head, saved, loss, optimizer, plateau, groups, clip)
+
+
+# --- building: factory calls only (their own errors get the config path) ------------------------------
+
+
+def _build_loss_fn(where: str, terms: tuple[_LossTerm, ...]) -> Callable[..., jax.Array]:
   def loss_fn(*inputs: Any) -> jax.Array:
     total = None
-    for p, name, fn, scalars, arrays, scale in terms:
+    for t in terms:
       first = jnp.asarray(inputs[0]) if inputs else None
       dtype = first.dtype if first is not None and jnp.issubdtype(first.dtype, jnp.floating) else jnp.float32
-      kw = dict(scalars)
-      kw.update({k: jnp.asarray(v, dtype=dtype) for k, v in arrays.items()})
+      kw = dict(t.scalars)
+      kw.update({k: jnp.asarray(v, dtype=dtype) for k, v in t.arrays.items()})
       try:
-        value = fn(*inputs, **kw)
+        value = t.fn(*inputs, **kw)
       except (ValueError, TypeError) as e:
         cls = TypeError if isinstance(e, TypeError) else ValueError
-        raise cls(f"{where}: {p} ({name}): {e}") from e
-      value = value if scale is None else scale * value
+        raise cls(f"{where}: {t.path} ({t.name}): {e}") from e
+      value = value if t.scale is None else t.scale * value
       total = value if total is None else total + value
+    assert total is not None   # terms is never empty
     return total
 
-  names = [t[1] for t in terms]
-  loss_fn.__name__ = "_plus_".join(names)
+  loss_fn.__name__ = "_plus_".join(t.name for t in terms)
   loss_fn.__qualname__ = loss_fn.__name__
-  loss_fn.__doc__ = f"Loss built by {where}: " + " + ".join(_describe_term(t) for t in terms)
-  return loss_fn, " + ".join(_describe_term(t) for t in terms)
+  loss_fn.__doc__ = f"Loss built by {where}: {_loss_text(terms)}"
+  return loss_fn
+
+
+def _build_schedule(ctx: _Ctx, call: _ScheduleCall) -> Callable[[Any], jax.Array]:
+  kwargs = dict(call.kwargs)
+  if "schedules" in kwargs:
+    kwargs["schedules"] = [_build_schedule(ctx, c) for c in kwargs["schedules"]]
+  schedule = ctx.call(call.path, call.fn, **kwargs)
+  if call.steps_per_epoch is not None:
+    schedule = ctx.call(_join(call.path, "steps_per_epoch"), ll_schedules.per_epoch, schedule, call.steps_per_epoch)
+  return schedule
+
+
+def _build_optimizer(ctx: _Ctx, call: _OptimizerCall) -> tuple[optax.GradientTransformation, Any]:
+  kwargs = dict(call.kwargs)
+  schedule = None
+  if call.schedule is not None:
+    schedule = kwargs["lr"] = _build_schedule(ctx, call.schedule)
+  return ctx.call(call.path, call.fn, **kwargs), schedule
+
+
+def _build_plan(plan: _Plan) -> tuple[Callable[..., jax.Array], optax.GradientTransformationExtraArgs, Any]:
+  """``(loss_fn, optimizer, schedule)`` of a parsed config."""
+  ctx = _Ctx(plan.where)
+  tx, schedule = _build_optimizer(ctx, plan.optimizer)
+  if plan.groups is not None:
+    transforms: dict[str, optax.GradientTransformation] = {"default": tx}
+    for g in plan.groups:
+      transforms[f"group{g.index}"] = optax.set_to_zero() if g.optimizer is None else _build_optimizer(ctx, g.optimizer)[0]
+    labels = _group_labels(plan.where, [(f"group{g.index}", g.pattern) for g in plan.groups])
+    tx = ctx.call("param_groups", ll_optim.param_groups, transforms, labels)
+  chain = []
+  if plan.clip is not None:
+    name, kwargs = plan.clip
+    chain.append(ctx.call("gradient_clipping", getattr(ll_optim, name), **kwargs))
+  chain.append(tx)
+  if plan.plateau is not None:
+    chain.append(ctx.call("schedule", ll_optim.reduce_lr_on_plateau, **plan.plateau))
+  if len(chain) == 1 and isinstance(chain[0], optax.GradientTransformationExtraArgs):
+    optimizer = chain[0]
+  else:
+    optimizer = optax.chain(*chain)
+  return _build_loss_fn(plan.where, plan.loss), optimizer, schedule
+
+
+# --- describing: the rationale text --------------------------------------------------------------------
 
 
 class _Raw(str):
@@ -370,230 +832,62 @@ def _call_text(name: str, kwargs: Mapping[str, Any]) -> str:
   return f"{name}(" + ", ".join(f"{k}={_fmt(v)}" for k, v in kwargs.items()) + ")"
 
 
-def _describe_term(t: tuple[Any, ...]) -> str:
-  _, name, _, scalars, arrays, scale = t
-  text = _call_text(name, {**scalars, **arrays})
-  return text if scale is None or scale == 1.0 else f"{_fmt(scale)} * {text}"
+def _loss_text(terms: Sequence[_LossTerm]) -> str:
+  texts = []
+  for t in terms:
+    text = _call_text(t.name, {**t.scalars, **t.arrays})
+    texts.append(text if t.scale is None or t.scale == 1.0 else f"{_fmt(t.scale)} * {text}")
+  return " + ".join(texts)
 
 
-def _schedule_lr_param(fn: Callable[..., Any]) -> str:
-  return next(iter(_params(fn)))
+def _schedule_text(call: _ScheduleCall) -> str:
+  kwargs = dict(call.kwargs)
+  if "schedules" in kwargs:
+    kwargs["schedules"] = [_Raw(_schedule_text(c)) for c in kwargs["schedules"]]
+  text = _call_text(call.name, kwargs)
+  if call.steps_per_epoch is not None:
+    text = f"per_epoch({text}, steps_per_epoch={call.steps_per_epoch})"
+  return text
 
 
-def _build_schedule(ctx: _Ctx, path: str, section: Any, *, override_lr: float | None,
-                    fill_lr: float) -> tuple[Callable[[Any], jax.Array], str]:
-  """A schedule from its section; its lr argument is ``override_lr``, or ``fill_lr`` when absent."""
-  from losslab_jax import schedules as ll_schedules
+def _optimizer_text(call: _OptimizerCall) -> str:
+  kwargs = dict(call.kwargs)
+  if call.schedule is not None:
+    kwargs["lr"] = _Raw(f"<{call.schedule.name if call.schedule.steps_per_epoch is None else 'per_epoch'}>")
+  return _call_text(call.name, kwargs)
 
-  section = _mapping(ctx, path, section)
-  if "name" not in section:
-    raise ctx.error(path, f"missing key 'name'; allowed schedules: {_choices(SCHEDULES)}")
-  name = _check_name(ctx, _join(path, "name"), section["name"], SCHEDULES, "schedule")
-  if name == _PLATEAU:
-    raise ctx.error(_join(path, "name"), "reduce_lr_on_plateau is driven by a metric and can only be"
-                    " the top-level schedule, not part of sequential_lr or chained")
-  fn = _factory(ctx, _join(path, "name"), ll_schedules, name, "schedule")
-  params = _params(fn)
-  _check_kwargs(ctx, path, name, section, list(params), extra=("name", "steps_per_epoch"))
-  kwargs = {k: v for k, v in section.items() if k not in ("name", "steps_per_epoch")}
-  if name in _COMPOSITE_SCHEDULES:
-    subs = kwargs.get("schedules")
-    if not isinstance(subs, list) or not subs:
-      raise ctx.error(_join(path, "schedules"), f"expected a non-empty list of schedule mappings, got {subs!r}")
-    built = [_build_schedule(ctx, _join(_join(path, "schedules"), i), s, override_lr=override_lr,
-                             fill_lr=fill_lr) for i, s in enumerate(subs)]
-    kwargs["schedules"] = [b[0] for b in built]
-    text_kwargs = {**kwargs, "schedules": [b[1] for b in built]}
-  else:
-    lr_name = _schedule_lr_param(fn)
-    if override_lr is not None:
-      kwargs[lr_name] = override_lr
+
+def _describe_plan(plan: _Plan) -> str:
+  """``Scheme.rationale``: the head (description), then one line per component."""
+  opt = plan.optimizer
+  lines = [f"loss: {_loss_text(plan.loss)}", f"optimizer: {_optimizer_text(opt)}"]
+  if opt.schedule is not None:
+    lines.append(f"schedule: {_schedule_text(opt.schedule)}")
+  if plan.plateau is not None:
+    lines.append(f"schedule: {_call_text(_PLATEAU, plan.plateau)} (pass value=metric to update)")
+  for g in plan.groups or ():
+    if g.optimizer is None:
+      lines.append(f"param group {g.index} ({g.match!r}): frozen")
     else:
-      kwargs.setdefault(lr_name, fill_lr)
-    if name in ("lambda_lr", "multiplicative_lr") and not callable(kwargs.get("fn")):
-      raise ctx.error(_join(path, "fn"), f"{name} needs a Python callable `fn(epoch) -> factor`, got"
-                      f" {kwargs.get('fn')!r}; build this config from a dict, not YAML")
-    text_kwargs = kwargs
-  missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in kwargs]
-  if missing:
-    raise ctx.error(path, f"{name} needs {', '.join(repr(m) for m in missing)}")
-  schedule = ctx.call(path, fn, **kwargs)
-  text = _call_text(name, text_kwargs)
-  if "steps_per_epoch" in section:
-    schedule = ctx.call(_join(path, "steps_per_epoch"), ll_schedules.per_epoch, schedule,
-                        section["steps_per_epoch"])
-    text = f"per_epoch({text}, steps_per_epoch={section['steps_per_epoch']})"
-  return schedule, text
-
-
-def _explicit_schedule_lr(ctx: _Ctx, path: str, section: Mapping[str, Any]) -> tuple[str, Any] | None:
-  """``(path, value)`` of the first lr argument a (possibly nested) schedule section sets itself."""
-  from losslab_jax import schedules as ll_schedules
-
-  name = section.get("name")
-  if name in _COMPOSITE_SCHEDULES:
-    for i, s in enumerate(section.get("schedules") or []):
-      if isinstance(s, Mapping):
-        found = _explicit_schedule_lr(ctx, _join(_join(path, "schedules"), i), s)
-        if found:
-          return found
-    return None
-  if name == _PLATEAU or name not in SCHEDULES or not hasattr(ll_schedules, name):
-    return None
-  lr_name = _schedule_lr_param(getattr(ll_schedules, name))
-  if lr_name in section:
-    return _join(path, lr_name), section[lr_name]
-  return None
-
-
-def _build_clip(ctx: _Ctx, section: Any) -> tuple[optax.GradientTransformation, str]:
-  from losslab_jax import optim as ll_optim
-
-  section = _mapping(ctx, "gradient_clipping", section)
-  _check_keys(ctx, "gradient_clipping", section, CLIP_KEYS)
-  if ("max_norm" in section) == ("clip_value" in section):
-    raise ctx.error("gradient_clipping", "expected exactly one of 'max_norm' (clip_grad_norm) or"
-                    f" 'clip_value' (clip_grad_value), got keys {sorted(section)}")
-  if "clip_value" in section:
-    if "norm_type" in section:
-      raise ctx.error("gradient_clipping.norm_type", "norm_type goes with max_norm, not clip_value")
-    tx = ctx.call("gradient_clipping", ll_optim.clip_grad_value, section["clip_value"])
-    return tx, _call_text("clip_grad_value", section)
-  kwargs = {"max_norm": section["max_norm"]}
-  if "norm_type" in section:
-    kwargs["norm_type"] = section["norm_type"]
-  tx = ctx.call("gradient_clipping", ll_optim.clip_grad_norm, **kwargs)
-  return tx, _call_text("clip_grad_norm", kwargs)
+      sched = f" with {_schedule_text(g.optimizer.schedule)}" if g.optimizer.schedule is not None else ""
+      lines.append(f"param group {g.index} ({g.match!r}): {_optimizer_text(g.optimizer)}{sched}")
+  if plan.clip is not None:
+    lines.append(f"gradient clipping: {_call_text(*plan.clip)}, before the optimizer step")
+  return plan.head.rstrip() + "\n\n" + "\n".join(lines)
 
 
 def _build_from_mapping(spec: Mapping[str, Any], where: str, rationale: str | None = None) -> Scheme:
-  from losslab_jax import optim as ll_optim
-
-  ctx = _Ctx(where)
-  spec = _mapping(ctx, "", spec, "a mapping with keys " + _choices(TOP_KEYS))
-  _check_keys(ctx, "", spec, TOP_KEYS)
-  for key in ("loss", "optimizer"):
-    if key not in spec:
-      raise ctx.error("", f"missing required key {key!r}; keys: {_choices(TOP_KEYS)}")
-  for key in ("name", "description"):
-    if key in spec and not isinstance(spec[key], str):
-      raise ctx.error(key, f"expected a string, got {spec[key]!r}")
-  saved = copy.deepcopy(spec)
-  lines = []
-
-  loss_fn, loss_text = _build_loss(ctx, spec["loss"])
-  lines.append(f"loss: {loss_text}")
-
-  # optimizer (per group), with the schedule in its lr
-  opt = _mapping(ctx, "optimizer", spec["optimizer"])
-  if "name" not in opt:
-    raise ctx.error("optimizer", f"missing key 'name'; allowed optimizers: {_choices(OPTIMIZERS)}")
-  opt_name = _check_name(ctx, "optimizer.name", opt["name"], OPTIMIZERS, "optimizer")
-  opt_fn = _factory(ctx, "optimizer.name", ll_optim, opt_name, "optimizer")
-  opt_params = _params(opt_fn)
-  _check_kwargs(ctx, "optimizer", opt_name, opt, list(opt_params))
-  opt_kwargs = {k: _numbers_to_tuple(v) for k, v in opt.items() if k != "name"}
-
-  sched = spec.get("schedule")
-  sched_name = None
-  if sched is not None:
-    sched = _mapping(ctx, "schedule", sched)
-    if "name" not in sched:
-      raise ctx.error("schedule", f"missing key 'name'; allowed schedules: {_choices(SCHEDULES)}")
-    sched_name = _check_name(ctx, "schedule.name", sched["name"], SCHEDULES, "schedule")
-    if callable(opt_kwargs.get("lr")):
-      raise ctx.error("optimizer.lr", "optimizer.lr is already a schedule; give a number and describe the"
-                      " schedule in the schedule section, or drop the schedule section")
-    explicit = _explicit_schedule_lr(ctx, "schedule", sched)
-    if explicit and "lr" in opt_kwargs:
-      raise ctx.error("", f"the learning rate is set twice, optimizer.lr={_fmt(opt_kwargs['lr'])} and"
-                      f" {explicit[0]}={_fmt(explicit[1])}; set it in one place (the schedule's lr argument"
-                      " defaults to optimizer.lr)")
-  default_lr = opt_params["lr"].default if "lr" in opt_params else None
-  if default_lr is inspect.Parameter.empty:
-    default_lr = None
-
-  plateau = None
-  if sched_name == _PLATEAU:
-    plateau_fn = _factory(ctx, "schedule.name", ll_optim, _PLATEAU, "schedule")
-    _check_kwargs(ctx, "schedule", _PLATEAU, sched, list(_params(plateau_fn)))
-    plateau_kwargs = {k: v for k, v in sched.items() if k != "name"}
-    plateau_kwargs.setdefault("base_lr", opt_kwargs.get("lr", default_lr))
-    plateau = ctx.call("schedule", plateau_fn, **plateau_kwargs)
-    plateau_text = _call_text(_PLATEAU, plateau_kwargs)
-
-  def group_optimizer(path: str, overrides: Mapping[str, Any]):
-    kwargs = {**opt_kwargs, **overrides}
-    schedule, sched_text = None, None
-    if sched is not None and sched_name != _PLATEAU:
-      override = overrides.get("lr", opt_kwargs.get("lr"))
-      schedule, sched_text = _build_schedule(ctx, "schedule", sched, override_lr=override,
-                                             fill_lr=default_lr)
-      kwargs["lr"] = schedule
-    if "lr" in kwargs and "lr" not in opt_params:
-      raise ctx.error(path, f"{opt_name} takes no lr")
-    tx = ctx.call(path, opt_fn, **kwargs)
-    text_kwargs = {k: (_Raw(f"<{sched_text.split('(')[0]}>") if k == "lr" and sched_text else v)
-                   for k, v in kwargs.items()}
-    return tx, schedule, sched_text, _call_text(opt_name, text_kwargs)
-
-  tx, schedule, sched_text, opt_text = group_optimizer("optimizer", {})
-  lines.append(f"optimizer: {opt_text}")
-  if sched_text:
-    lines.append(f"schedule: {sched_text}")
-  if plateau is not None:
-    lines.append(f"schedule: {plateau_text} (pass value=metric to update)")
-
-  groups = spec.get("param_groups")
-  if groups is not None:
-    if not isinstance(groups, list):
-      raise ctx.error("param_groups", f"expected a list of group mappings, got {type(groups).__name__}")
-    transforms: dict[str, optax.GradientTransformation] = {"default": tx}
-    patterns = []
-    for i, g in enumerate(groups):
-      p = _join("param_groups", i)
-      g = _mapping(ctx, p, g)
-      _check_keys(ctx, p, g, ("match", "frozen", *[k for k in opt_params]), what=f"a param group of {opt_name}")
-      if "match" not in g or not isinstance(g["match"], str):
-        raise ctx.error(_join(p, "match"), f"expected a regular expression string, got {g.get('match')!r}")
-      try:
-        pattern = re.compile(g["match"])
-      except re.error as e:
-        raise ctx.error(_join(p, "match"), f"invalid regular expression {g['match']!r}: {e}") from None
-      label = f"group{i}"
-      patterns.append((label, pattern))
-      frozen = g.get("frozen", False)
-      if not isinstance(frozen, bool):
-        raise ctx.error(_join(p, "frozen"), f"expected true or false, got {frozen!r}")
-      overrides = {k: _numbers_to_tuple(v) for k, v in g.items() if k not in ("match", "frozen")}
-      if frozen:
-        if overrides:
-          raise ctx.error(p, f"a frozen group takes no hyperparameters, got {sorted(overrides)}")
-        transforms[label] = optax.set_to_zero()
-        lines.append(f"param group {i} ({g['match']!r}): frozen")
-      else:
-        transforms[label], _, g_sched, g_text = group_optimizer(p, overrides)
-        lines.append(f"param group {i} ({g['match']!r}): {g_text}" + (f" with {g_sched}" if g_sched else ""))
-    tx = ctx.call("param_groups", ll_optim.param_groups, transforms, _group_labels(where, patterns))
-
-  chain = []
-  if "gradient_clipping" in spec and spec["gradient_clipping"] is not None:
-    clip, clip_text = _build_clip(ctx, spec["gradient_clipping"])
-    chain.append(clip)
-    lines.append(f"gradient clipping: {clip_text}, before the optimizer step")
-  chain.append(tx)
-  if plateau is not None:
-    chain.append(plateau)
-  optimizer = chain[0] if len(chain) == 1 and isinstance(chain[0], optax.GradientTransformationExtraArgs) \
-      else optax.chain(*chain)
-
-  head = rationale if rationale is not None else spec.get("description", f"Built by {where}.")
-  text = head.rstrip() + "\n\n" + "\n".join(lines)
-  return Scheme(loss_fn=loss_fn, optimizer=optimizer, schedule=schedule, rationale=text, spec=saved)
+  plan = _parse(spec, where, rationale)
+  loss_fn, optimizer, schedule = _build_plan(plan)
+  return Scheme(loss_fn=loss_fn, optimizer=optimizer, schedule=schedule, rationale=_describe_plan(plan),
+                spec=plan.spec)
 
 
 def build(source: str | os.PathLike[str] | Mapping[str, Any]) -> Scheme:
   """Build a :class:`Scheme` (loss, optimizer, schedule) from a YAML file or a mapping.
+
+  The config is first validated as a whole (every :class:`ConfigError` comes from that step), then
+  the factories are called, then ``Scheme.rationale`` is written from the validated config.
 
   The config has these top-level keys (anything else raises, naming the allowed keys):
 
@@ -636,7 +930,10 @@ def build(source: str | os.PathLike[str] | Mapping[str, Any]) -> Scheme:
 
   Raises:
     ConfigError: (a ``ValueError``) an unknown section key, loss, optimizer or schedule name (the
-      message lists the allowed ones), a missing required key, or a bad value. Errors the
+      message lists the allowed ones), a missing required key, a value of the wrong kind for its
+      argument (checked against the factory's annotation: a number, where ``true`` is not one; an
+      integer; true/false; a string; a list of numbers; ``null`` only where ``None`` is allowed),
+      a key given twice in a YAML mapping, or a bad value. Errors the
       losslab_jax factories raise for bad hyperparameters propagate with the config path prepended
       (``optimizer: Invalid beta parameter at index 0: 1.5``); a loss's own errors do so when the
       loss is called.
