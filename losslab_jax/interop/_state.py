@@ -45,6 +45,16 @@ def _find_states(tree: Any) -> list[tuple[str, Any]]:
   return found
 
 
+def _unbox(tree: Any) -> Any:
+  """``tree`` with every flax.nnx Variable (Param, OptVariable, ...) replaced by its value."""
+  try:
+    from flax import nnx
+  except ImportError:  # pragma: no cover - flax is a dependency
+    return tree
+  is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
+  return jax.tree.map(lambda v: v.get_value() if is_var(v) else v, tree, is_leaf=is_var)
+
+
 def _scalar_fields(twin: Any) -> frozenset:
   return frozenset({"step", *twin.scalar_fields})
 
@@ -288,6 +298,7 @@ def optimizer_state_to_torch(tx_state: optax.OptState, params: Any, template: An
   if not isinstance(template, Mapping) and hasattr(template, "param_groups"):
     twin_expected = twin_of(fn, template)
   sd, optimizer = _state_dict_of(fn, template)
+  params, tx_state = _unbox(params), _unbox(tx_state)       # nnx.Optimizer's OptVariables, nnx Params
   groups = copy.deepcopy(list(sd["param_groups"]))
   ids = [i for g in groups for i in g["params"]]
   shapes = None
@@ -374,14 +385,13 @@ def nnx_optimizer_from_torch(nnx_module: Any, optimizer: Any, scheduler: Any = N
   state = optimizer_state_from_torch(tx, optimizer, params, scheduler=per_step, step_count=step_count,
                                      weight_map=weight_map)
   is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
-  slots = jax.tree.leaves(opt.opt_state, is_leaf=is_var)
+  slots = [v for v in jax.tree.leaves(opt.opt_state, is_leaf=is_var) if jax.tree.leaves(v)]   # not masked out
   values = jax.tree.leaves(state)
   if len(slots) != len(values):
     raise ValueError(f"{fn}: the converted state has {len(values)} arrays, nnx.Optimizer holds {len(slots)};"
                      " is wrt the parameters the torch optimizer updates?")
   for slot, v in zip(slots, values):
-    if isinstance(slot, nnx.Variable):
-      slot.set_value(v)
+    slot.set_value(v)
   counts = [int(np.asarray(s.step)) for _, s in _find_states(state) if hasattr(s, "step")]
   if counts:
     opt.step.set_value(jnp.asarray(max(counts), opt.step.get_value().dtype))

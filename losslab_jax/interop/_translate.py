@@ -164,7 +164,8 @@ def _lambda_schedule(fn_name: str, sched: Any, g: int, kind: str, base: float) -
   """LambdaLR/MultiplicativeLR group ``g``: recognised (transformers) or trial-traced, else refused."""
   s = _schedules
   lam = sched.lr_lambdas[g]
-  what = f"{kind}.lr_lambdas[{g}] ({getattr(lam, '__qualname__', None) or getattr(getattr(lam, 'func', None), '__name__', repr(lam))})"
+  label = getattr(lam, "__qualname__", None) or getattr(getattr(lam, "func", None), "__name__", None) or repr(lam)
+  what = f"{kind}.lr_lambdas[{g}] ({label})"
   sched_fn = _hf_schedule(lam, base) if kind == "LambdaLR" else None
   origin = "the transformers schedule"
   if sched_fn is None:

@@ -185,7 +185,10 @@ class WeightMap:
   # --- names ---------------------------------------------------------------------------------------
 
   def nnx_path(self, torch_name: str) -> NnxPath:
-    """The nnx variable path of a torch tensor name, e.g. ``"layer1.0.conv1.weight"`` -> ``("layer1", 0, "conv1", "kernel")``."""
+    """The nnx variable path of a torch tensor name.
+
+    ``"layer1.0.conv1.weight"`` -> ``("layer1", 0, "conv1", "kernel")``.
+    """
     try:
       return self._by_torch[torch_name].nnx_path
     except KeyError:
@@ -472,6 +475,10 @@ def copy_weights(torch_module: Any, nnx_module: Any, *, rename: Any = None, rule
 
   Notes:
     Torch twin: ``module.load_state_dict(torch_module.state_dict())`` across frameworks.
+    The nnx module may be abstract (``nnx.eval_shape(lambda: Model(...))``: no initializer runs);
+    with ``strict=True`` every ``Param``/``BatchStat`` is then filled. Values keep torch's dtype
+    (or ``dtype``); a module that fixes its compute dtype at construction (``nnx.Embed``: ``dtype``
+    defaults to ``param_dtype``) keeps computing in it, so build the port in torch's dtype.
     BatchNorm's ``num_batches_tracked`` is not copied (``WeightMap.ignored`` says why); its
     ``running_var`` is copied as it is (torch keeps the *unbiased* batch variance there, flax
     the biased one: training continued in flax updates it differently, evaluation agrees).
@@ -562,8 +569,9 @@ def copy_weights(torch_module: Any, nnx_module: Any, *, rename: Any = None, rule
       except ValueError as exc:
         hard.append(f"torch {tname!r}: {exc}")
         continue
-      vshape = tuple(np.shape(var.get_value()))
+      vshape = tuple(var.get_value().shape)
       if fshape != vshape:
+        filled.add(path)                        # reported here; not again as "receives no torch tensor"
         hard.append(f"torch {tname!r} {tshape} -> flax layout {fshape}, but nnx {_dotted(path)!r} has shape"
                     f" {vshape}")
         continue
@@ -575,7 +583,7 @@ def copy_weights(torch_module: Any, nnx_module: Any, *, rename: Any = None, rule
     problems += [f"rename key {k!r} matches no torch module" for k in rename if k not in used_keys]
   for path, var in graph:
     if isinstance(var, (nnx.Param, nnx.BatchStat)) and path not in filled:
-      problems.append(f"nnx {type(var).__name__} {_dotted(path)!r} {tuple(np.shape(var.get_value()))} receives no"
+      problems.append(f"nnx {type(var).__name__} {_dotted(path)!r} {tuple(var.get_value().shape)} receives no"
                       " torch tensor")
   if hard or (strict and problems):
     shown = hard + problems if strict else hard
