@@ -66,6 +66,7 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> optax.GradientTran
 
   def update_fn(updates, state, params=None):
     del params
+    _common.check_updates("adadelta", updates, state.square_avg)
     leaf = lambda g, s, a: _adadelta_leaf(g, s, a, rho=rho, eps=eps)  # noqa: E731
     d, sq, acc = _common.map_leaves(leaf, 3, updates, state.square_avg, state.acc_delta)
     cast = lambda tree, like: jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)  # noqa: E731

@@ -63,6 +63,7 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.0,
 
   def update_fn(updates, state, params=None):
     del params
+    _common.check_updates("adagrad", updates, state.sum)
     d, s = _common.map_leaves(lambda g, s: _adagrad_leaf(g, s, eps=eps), 2, updates, state.sum)
     cast = lambda tree, like: jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)  # noqa: E731
     return cast(d, updates), AdagradState(step=optax.safe_increment(state.step), sum=cast(s, state.sum))

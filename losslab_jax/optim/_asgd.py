@@ -65,6 +65,7 @@ def scale_by_asgd(lr: _common.ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alph
   _common.check_nonneg("learning rate", lr)
   _common.check_nonneg("lambd value", lambd)
   _common.check_nonneg("alpha value", alpha)
+  _common.check_not_nan("t0 value", t0)
 
   def init_fn(params):
     lr0 = _common.resolve(lr, jnp.zeros([], jnp.int32))
@@ -75,6 +76,8 @@ def scale_by_asgd(lr: _common.ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alph
     if params is None:
       raise ValueError("asgd: expected the current parameters, `update(grads, state, params)`;"
                        " ASGD's decay term and its average need them")
+    _common.check_updates("asgd", updates, state.ax)
+    _common.check_updates("asgd", updates, params, "the params")
     out = jax.tree.map(lambda g, p, ax: _asgd_leaf(g, p, ax, state.eta, state.mu, lambd),
                        updates, params, state.ax)
     u, ax = jax.tree.transpose(jax.tree.structure(updates), jax.tree.structure((0, 0)), out)

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from losslab_jax.optim import _common
+
 
 class ClipGradNormState(NamedTuple):
   """State of :func:`clip_grad_norm`.
@@ -48,6 +50,8 @@ def _leaf_norm(g: jax.Array, ord: float) -> jax.Array:
 def _check_number(fn: str, name: str, value) -> float:
   if isinstance(value, bool) or not isinstance(value, numbers.Real):
     raise TypeError(f"{fn}: expected `{name}` to be a float, got {type(value).__name__} {value!r}")
+  if math.isnan(value):
+    raise ValueError(f"{fn}: expected `{name}` to be a number, got nan")
   return float(value)
 
 
@@ -111,6 +115,7 @@ def clip_grad_norm(max_norm: float, norm_type: float = 2.0) -> optax.GradientTra
 
   def update_fn(updates, state, params=None):
     del params
+    _common.check_updates("clip_grad_norm", updates)
     leaves = jax.tree.leaves(updates)
     if not leaves:
       return updates, state
@@ -164,6 +169,7 @@ def clip_grad_value(clip_value: float) -> optax.GradientTransformation:
 
   def update_fn(updates, state, params=None):
     del params
+    _common.check_updates("clip_grad_value", updates)
     clip = lambda g: jnp.clip(g, -jnp.asarray(c, g.dtype), jnp.asarray(c, g.dtype))  # noqa: E731
     return jax.tree.map(clip, updates), state
 

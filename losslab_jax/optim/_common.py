@@ -12,6 +12,7 @@ contributes ``-lr * wd * p`` after the lr scaling, which is torch's ``p.mul_(1 -
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -52,24 +53,62 @@ def is_static_zero(value: Any) -> bool:
   return is_static(value) and value == 0.0
 
 
-def _checkable(value: Any) -> bool:
-  return not callable(value) and not isinstance(value, jax.core.Tracer)
+def _checkable(value: Any, name: str) -> bool:
+  """True for a value fixed now (a number or a concrete array); raises TypeError for a non-number.
+
+  Schedules and traced values (``optax.inject_hyperparams`` inside ``jit``) are not checked.
+  """
+  if callable(value) or isinstance(value, jax.core.Tracer):
+    return False
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.ndarray, jax.Array)):
+    raise TypeError(f"Invalid {name}: expected a float or a schedule, got {type(value).__name__} {value!r}")
+  return True
 
 
 def check_nonneg(name: str, value: Any) -> None:
-  """torch's ``Invalid <name>: <value>`` check, skipped for schedules and traced values."""
-  if _checkable(value) and value < 0.0:
+  """torch's ``Invalid <name>: <value>`` check (value >= 0), which also refuses NaN.
+
+  Written ``not value >= 0`` so that NaN fails it (``nan < 0`` is False, which let NaN through).
+  Skipped for schedules and traced values.
+  """
+  if _checkable(value, name) and not value >= 0.0:
+    raise ValueError(f"Invalid {name}: {value}")
+
+
+def check_not_nan(name: str, value: Any) -> None:
+  """``Invalid <name>: nan`` for a hyperparameter torch does not range-check (``dampening``, ``t0``)."""
+  if _checkable(value, name) and bool(np.isnan(value)):
     raise ValueError(f"Invalid {name}: {value}")
 
 
 def check_beta(index: int, value: Any) -> None:
-  """torch's ``Invalid beta parameter at index i`` check (0 <= beta < 1), skipped for schedules."""
-  if _checkable(value) and not 0.0 <= value < 1.0:
+  """torch's ``Invalid beta parameter at index i`` check (0 <= beta < 1, so NaN fails), skipped for
+  schedules."""
+  if _checkable(value, f"beta parameter at index {index}") and not 0.0 <= value < 1.0:
     raise ValueError(f"Invalid beta parameter at index {index}: {value}")
 
 
-def cast_like(x: jax.Array, like: jax.Array) -> jax.Array:
-  return jnp.asarray(x).astype(like.dtype)
+def check_updates(fn: str, updates: Any, like: Any = (), what: str = "the optimizer state") -> None:
+  """Refuse gradients an ``update`` cannot use, with a message that names both sides.
+
+  Raises ``TypeError`` for a non-floating gradient leaf (an integer gradient would otherwise be
+  rounded to an integer update, or fail deep inside numpy), and ``ValueError`` when the gradients'
+  tree structure is not the structure of ``like`` (the state built by ``init(params)``, or the
+  params). ``like == ()`` (a state field switched off) skips the structure check. Static: both
+  are decided from dtypes and tree structures, so they also run under ``jit``.
+  """
+  leaves, treedef = jax.tree.flatten(updates)
+  for leaf in leaves:
+    dtype = jnp.result_type(leaf)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+      raise TypeError(f"{fn}: expected floating-point gradients, got a leaf of dtype {dtype}; cast the"
+                      " gradients to the parameters' dtype")
+  if isinstance(like, tuple) and like == ():
+    return
+  expected = jax.tree.structure(like)
+  if expected != treedef:
+    raise ValueError(f"{fn}: expected gradients with the structure of {what}, {expected}, got gradients"
+                     f" with structure {treedef}; pass grads shaped like the params given to init(params)")
 
 
 def maximize(flag: bool) -> optax.GradientTransformation:
@@ -89,7 +128,9 @@ def coupled_weight_decay(weight_decay: float, fn: str = "optimizer") -> optax.Gr
   def update_fn(updates, state, params=None):
     if params is None:
       raise ValueError(NO_PARAMS_MSG.format(fn=fn))
-    updates = jax.tree.map(lambda g, p: g + cast_like(weight_decay, g) * p.astype(g.dtype), updates, params)
+    check_updates(fn, updates, params, "the params")
+    updates = jax.tree.map(lambda g, p: g + jnp.asarray(weight_decay).astype(g.dtype) * p.astype(g.dtype),
+                           updates, params)
     return updates, state
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -116,6 +157,7 @@ def scale_by_lr(lr: ScalarOrSchedule, *, decoupled_weight_decay: float = 0.0,
     if not is_static_zero(decoupled_weight_decay):
       if params is None:
         raise ValueError(NO_PARAMS_MSG.format(fn=fn))
+      check_updates(fn, updates, params, "the params")
       wd = decoupled_weight_decay
 
       def decayed(u, p):

@@ -256,8 +256,11 @@ class _Carry(NamedTuple):
   stop: jax.Array
 
 
-def _check_lbfgs(lr, max_iter, max_eval, history_size, line_search_fn) -> int:
+def _check_lbfgs(lr, max_iter, max_eval, history_size, line_search_fn, tolerance_grad=0.0,
+                 tolerance_change=0.0) -> int:
   _common.check_nonneg("learning rate", lr)
+  _common.check_not_nan("tolerance_grad value", tolerance_grad)
+  _common.check_not_nan("tolerance_change value", tolerance_change)
   for name, v in (("max_iter", max_iter), ("history_size", history_size)):
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
       raise ValueError(f"lbfgs: expected `{name}` to be an int >= 1, got {v!r}")
@@ -364,7 +367,7 @@ def lbfgs(lr: _common.ScalarOrSchedule = 1.0, max_iter: int = 20, max_eval: int 
     Nocedal and Wright, *Numerical Optimization*, 2nd ed., algorithms 7.4 (two-loop recursion)
     and 3.5-3.6 (strong-Wolfe line search), 2006.
   """
-  max_eval = _check_lbfgs(lr, max_iter, max_eval, history_size, line_search_fn)
+  max_eval = _check_lbfgs(lr, max_iter, max_eval, history_size, line_search_fn, tolerance_grad, tolerance_change)
 
   def init_fn(params):
     flat, _ = ravel_pytree(params)
@@ -384,6 +387,7 @@ def lbfgs(lr: _common.ScalarOrSchedule = 1.0, max_iter: int = 20, max_eval: int 
     if value_fn is None or not callable(value_fn):
       raise ValueError("lbfgs: expected `value_fn=loss_fn` (params -> scalar loss, torch's closure),"
                        f" got {value_fn!r}")
+    _common.check_updates("lbfgs", updates, params, "the params")
     x0, unravel = ravel_pytree(params)
     dt = x0.dtype
     if value is None:

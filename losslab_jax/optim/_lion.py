@@ -58,6 +58,7 @@ def scale_by_lion(betas: tuple[ScalarOrSchedule, float] = (0.9, 0.99)) -> optax.
 
   def update_fn(updates, state, params=None):
     del params
+    _common.check_updates("lion", updates, state.exp_avg)
     b1 = beta1 if _common.is_static(beta1) else _common.resolve(beta1, state.step)
     leaf = lambda g, m: _lion_leaf(g, m, beta1=b1, beta2=beta2)  # noqa: E731
     d, m = _common.map_leaves(leaf, 2, updates, state.exp_avg)

@@ -85,6 +85,7 @@ def scale_by_nadam(betas: tuple[ScalarOrSchedule, float] = (0.9, 0.999), eps: fl
 
   def update_fn(updates, state, params=None):
     del params
+    _common.check_updates("nadam", updates, state.exp_avg)
     step = optax.safe_increment(state.step)
     sd = _common.scalar_dtype()
     t = step.astype(sd)

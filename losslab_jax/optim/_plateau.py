@@ -39,6 +39,8 @@ def _check_int(fn: str, name: str, value: Any) -> int:
 def _check_float(fn: str, name: str, value: Any) -> float:
   if isinstance(value, bool) or not isinstance(value, numbers.Real):
     raise TypeError(f"{fn}: expected `{name}` to be a float, got {type(value).__name__} {value!r}")
+  if math.isnan(value):
+    raise ValueError(f"{fn}: expected `{name}` to be a number, got nan")
   return float(value)
 
 

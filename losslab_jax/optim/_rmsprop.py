@@ -82,6 +82,7 @@ def scale_by_rmsprop(alpha: float = 0.99, eps: float = 1e-8, momentum: ScalarOrS
 
   def update_fn(updates, state, params=None):
     del params
+    _common.check_updates("rmsprop", updates, state.square_avg)
     mu = _common.resolve(momentum, state.step)
     leaf = lambda g, s, b, ga: _rmsprop_leaf(g, s, b, ga, alpha=alpha, eps=eps, momentum=mu)  # noqa: E731
     d, sq, buf, gavg = _common.map_leaves(leaf, 4, updates, state.square_avg, state.momentum_buffer,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -35,7 +36,9 @@ def _check_rprop(lr, etas, step_sizes) -> tuple[float, float, float, float]:
                      f" {step_sizes!r}") from None
   if not 0.0 < etaminus < 1.0 < etaplus:
     raise ValueError(f"Invalid eta values: {etaminus}, {etaplus}")
-  if step_size_min > step_size_max:
+  if math.isnan(step_size_min) or math.isnan(step_size_max):
+    raise ValueError(f"Invalid step_sizes values: {step_size_min}, {step_size_max}")
+  if not step_size_min <= step_size_max:
     raise ValueError(f"rprop: expected step_sizes=(min, max) with min <= max, got {step_sizes!r}")
   return etaminus, etaplus, step_size_min, step_size_max
 
@@ -95,6 +98,7 @@ def scale_by_rprop(lr: _common.ScalarOrSchedule = 1e-2, etas: tuple[float, float
 
   def update_fn(updates, state, params=None):
     del params
+    _common.check_updates("rprop", updates, state.prev)
     leaf = lambda g, prev, eta: _rprop_leaf(  # noqa: E731
         g, prev, eta, etaminus=etaminus, etaplus=etaplus, step_size_min=step_size_min,
         step_size_max=step_size_max)

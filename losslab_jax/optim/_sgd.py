@@ -28,6 +28,7 @@ class SGDState(NamedTuple):
 
 def _check_sgd(momentum: Any, dampening: Any, nesterov: bool) -> None:
   _common.check_nonneg("momentum value", momentum)
+  _common.check_not_nan("dampening value", dampening)
   if nesterov and ((_common.is_static(momentum) and momentum <= 0)
                    or (_common.is_static(dampening) and dampening != 0)):
     raise ValueError("Nesterov momentum requires a momentum and zero dampening")
@@ -77,6 +78,7 @@ def scale_by_sgd(momentum: ScalarOrSchedule = 0.0, dampening: float = 0.0,
 
   def update_fn(updates, state, params=None):
     del params
+    _common.check_updates("sgd", updates, state.momentum_buffer)
     mu = _common.resolve(momentum, state.step)
     leaf = lambda g, b: _sgd_leaf(g, b, momentum=mu, dampening=dampening, nesterov=nesterov,  # noqa: E731
                                   first=state.step == 0, dynamic=dynamic)
@@ -131,6 +133,7 @@ def sgd(lr: ScalarOrSchedule = 1e-3, momentum: ScalarOrSchedule = 0.0, dampening
   """
   _common.check_nonneg("learning rate", lr)
   _common.check_nonneg("momentum value", momentum)
+  _common.check_not_nan("dampening value", dampening)
   _common.check_nonneg("weight_decay value", weight_decay)
   return _common.chain(
       _common.maximize(maximize),

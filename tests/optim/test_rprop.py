@@ -128,16 +128,6 @@ def test_jit_does_not_retrace_and_scan_keeps_the_state_structure():
   assert_close(p2, p, rtol=0)
 
 
-@pytest.mark.parametrize("kw,message", [
-    ({"lr": -0.1}, "Invalid learning rate: -0.1"),
-    ({"etas": (1.2, 0.5)}, "Invalid eta values: 1.2, 0.5"),
-    ({"etas": (0.5, 0.9)}, "Invalid eta values: 0.5, 0.9"),
-])
-def test_invalid_hyperparameters_use_torch_wording(kw, message):
-  with pytest.raises(ValueError, match=re.escape(message)):
-    ll.optim.rprop(**kw)
-
-
 def test_step_size_bounds_must_be_ordered():
   with pytest.raises(ValueError, match=re.escape("rprop: expected step_sizes=(min, max) with min <= max")):
     ll.optim.rprop(step_sizes=(1.0, 0.1))

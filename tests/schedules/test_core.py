@@ -88,10 +88,12 @@ def test_lambda_lr_passes_a_float_count():
     return k / 1000
 
   s = S.lambda_lr(1.0, fn)
-  # under x64 k / 1000 is a float64 division, as torch's Python int / int: exactly 0.001
-  assert float(s(1)) == 0.001
+  # The optimizer's count is int32, and jax divides int32 / int in float32 even under x64
+  # (0.0010000000474974513); torch divides Python ints in double: exactly 0.001.
+  one = jnp.asarray(1, jnp.int32)
+  assert float(s(one)) == 0.001
   assert seen[-1] == jnp.float64
-  assert float(jax.jit(s)(jnp.asarray(7))) == 7 / 1000
+  assert float(jax.jit(s)(jnp.asarray(7, jnp.int32))) == 7 / 1000
 
 
 def test_multiplicative_lr_passes_a_float_count():
@@ -99,4 +101,4 @@ def test_multiplicative_lr_passes_a_float_count():
   want = 1.0
   for k in range(1, 5):
     want *= 1.0 - k / 1000
-  assert float(s(4)) == want
+  assert float(s(jnp.asarray(4, jnp.int32))) == want
