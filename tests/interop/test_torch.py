@@ -368,3 +368,194 @@ def test_group_with_different_step_counts():
   tx, params = llt.from_torch_optimizer(opt), llt.params_from_torch(tp)
   with pytest.raises(ValueError, match="share torch's 'step', got \\[2.0, 3.0\\]"):
     llt.optimizer_state_from_torch(tx, opt.state_dict(), params)
+
+
+# --- conversions that used to be silently wrong ---------------------------------------------------
+
+
+def _teacher_forced(tx, params, state, grads):
+  step = _jit_step(tx)
+  traj = []
+  for g in grads:
+    params, state = step(params, state, {k: jnp.asarray(v) for k, v in g.items()})
+    traj.append(jax.tree.map(np.asarray, params))
+  return traj
+
+
+def _epochs(tp, opt, sched, xt, yt, epochs, batches, record=None):
+  """The pytorch/examples MNIST loop: ``scheduler.step()`` once per epoch of ``batches`` optimizer steps."""
+  traj = []
+  for _ in range(epochs):
+    traj += _torch_steps(tp, opt, None, xt, yt, batches, record=record)
+    sched.step()
+  return traj
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_per_epoch_scheduler_needs_steps_per_epoch(dtype):
+  """Adadelta + StepLR stepped per epoch. Before: converted as per-step (wrong lrs, no warning)."""
+  p0, x, y = initial(3, dtype)
+  tp = {k: torch.tensor(p0[k], requires_grad=True) for k in PARAM_NAMES}
+  opt = torch.optim.Adadelta(tp.values(), lr=1.0)
+  sched = S.StepLR(opt, step_size=1, gamma=0.7)
+  with pytest.raises(ValueError, match="neither the scheduler nor the optimizer has stepped"):
+    llt.from_torch_optimizer(opt, sched)                     # fresh: the cadence is unknowable
+  xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+  _epochs(tp, opt, sched, xt, yt, epochs=2, batches=4)
+  with pytest.raises(ValueError, match=r"last_epoch=2\) and param group 0's optimizer step count \(8\) disagree"):
+    llt.from_torch_optimizer(opt, sched)
+  with pytest.raises(ValueError, match=r"steps_per_epoch=5, a scheduler at last_epoch=2 fits an optimizer step"
+                                       r" count in \[10, 15\), got 8"):
+    llt.from_torch_optimizer(opt, sched, steps_per_epoch=5)
+  names = llt.torch_param_names(opt, tp)
+  tx = llt.from_torch_optimizer(opt, sched, param_names=names, steps_per_epoch=4)
+  params = llt.params_from_torch(tp)
+  state = llt.optimizer_state_from_torch(tx, opt, params, param_names=names)
+  start = jax.tree.map(np.asarray, params)
+  grads: list = []
+  torch_traj = _epochs(tp, opt, sched, xt, yt, epochs=3, batches=4, record=grads)
+  jax_traj = _teacher_forced(tx, params, state, grads)
+  assert max(e.rel for e in trajectory_errors([start, *jax_traj], [start, *torch_traj])) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("name", ["sgd_nesterov", "lion"])
+def test_state_without_torch_step_count_needs_one(name):
+  """SGD/Lion keep no step count. Before: count 1 was assumed (22% loss error with a schedule)."""
+  tp, opt, _, _ = _start(name, "float64", pre=5)
+  names = llt.torch_param_names(opt, tp)
+  tx, params = llt.from_torch_optimizer(opt, param_names=names), llt.params_from_torch(tp)
+  with pytest.raises(ValueError, match="keeps no step count.*step_count="):
+    llt.optimizer_state_from_torch(tx, opt.state_dict(), params, param_names=names)
+  state = llt.optimizer_state_from_torch(tx, opt.state_dict(), params, param_names=names, step_count=5)
+  assert all(int(s.step) == 5 for s in jax.tree.leaves(state, is_leaf=lambda s: hasattr(s, "step"))
+             if hasattr(s, "step"))
+  sched = S.StepLR(opt, step_size=3)
+  with pytest.raises(ValueError, match="keeps no step count, so whether the scheduler"):
+    llt.from_torch_optimizer(opt, sched, param_names=names)
+
+
+def _layernorm_adam(steps=3):
+  ln = torch.nn.LayerNorm(4).double()
+  with torch.no_grad():
+    ln.weight.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+  opt = torch.optim.Adam(list(ln.parameters()), lr=0.1)      # a plain list: torch keeps no names
+  x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+  for _ in range(steps):
+    opt.zero_grad()
+    (ln(x) * torch.arange(4.0, dtype=torch.float64)).square().sum().backward()
+    opt.step()
+  return ln, opt
+
+
+def test_same_shape_parameters_are_never_paired_by_position():
+  """LayerNorm weight and bias share a shape. Before: jax leaf order (bias, weight) took torch's
+  (weight, bias) moments swapped, silently."""
+  ln, opt = _layernorm_adam()
+  params = {"weight": jnp.asarray(ln.weight.detach().numpy()), "bias": jnp.asarray(ln.bias.detach().numpy())}
+  tx = llt.from_torch_optimizer(opt)
+  with pytest.raises(ValueError, match=r"torch parameters \[0, 1\] and leaves \['bias', 'weight'\] all have shape"
+                                       r" \(4,\).*param_names="):
+    llt.optimizer_state_from_torch(tx, opt.state_dict(), params)
+  with pytest.raises(ValueError, match=r"all have shape \(4,\)"):
+    llt.optimizer_state_to_torch(tx.init(params), params, opt)
+  state = llt.optimizer_state_from_torch(tx, opt.state_dict(), params, param_names=["weight", "bias"])
+  assert np.array_equal(np.asarray(state[2].exp_avg["bias"]), opt.state[ln.bias]["exp_avg"].numpy())
+  assert np.array_equal(np.asarray(state[2].exp_avg["weight"]), opt.state[ln.weight]["exp_avg"].numpy())
+
+
+def test_distinct_shapes_pair_by_shape_and_mismatches_name_the_right_parameter():
+  """Before: position pairing gave a shape error naming the wrong parameter; now shapes identify them."""
+  lin = torch.nn.Linear(3, 2).double()
+  opt = torch.optim.Adam(list(lin.parameters()), lr=0.1)        # torch order: weight (2, 3), bias (2,)
+  lin(torch.ones(1, 3, dtype=torch.float64)).sum().backward()
+  opt.step()
+  params = {"weight": jnp.asarray(lin.weight.detach().numpy()), "bias": jnp.asarray(lin.bias.detach().numpy())}
+  tx = llt.from_torch_optimizer(opt)
+  state = llt.optimizer_state_from_torch(tx, opt.state_dict(), params)       # leaves: bias, weight
+  assert np.array_equal(np.asarray(state[2].exp_avg["weight"]), opt.state[lin.weight]["exp_avg"].numpy())
+  bad = dict(params, weight=params["weight"].T)
+  with pytest.raises(ValueError, match=r"torch parameter 0 \(shape \(2, 3\)\) matches the shape of no leaf"):
+    llt.optimizer_state_from_torch(tx, opt.state_dict(), bad)
+
+
+def test_two_groups_without_names_or_distinct_shapes_are_refused():
+  ln = torch.nn.LayerNorm(4)
+  opt = torch.optim.AdamW([{"params": [ln.weight]}, {"params": [ln.bias], "weight_decay": 0.0}])
+  tx = llt.from_torch_optimizer(opt)
+  with pytest.raises(ValueError, match=r"all have shape \(4,\)"):
+    tx.init({"weight": jnp.zeros(4), "bias": jnp.zeros(4)})
+
+
+def _lr_trajectory(tx, k):
+  """The learning rates of ``k`` updates of an lr-scaled-identity ``tx`` (SGD without momentum)."""
+  params = {"w": jnp.zeros((), jnp.float64)}
+  state = tx.init(params)
+  out = []
+  for _ in range(k):
+    u, state = tx.update({"w": jnp.ones((), jnp.float64)}, state, params)
+    out.append(-float(u["w"]))
+  return out
+
+
+def _torch_lrs(opt, sched, k):
+  out = []
+  for _ in range(k):
+    out.append(opt.param_groups[0]["lr"])
+    opt.step()
+    sched.step()
+  return out
+
+
+def test_lambda_with_python_control_flow_is_refused_at_conversion():
+  """Before: converted without complaint, then TracerBoolConversionError at the first jitted update."""
+  w = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+  opt = torch.optim.SGD([w], lr=0.1)
+  with pytest.raises(ValueError, match=r"LambdaLR.lr_lambdas\[0\] \(.*<lambda>\) cannot be traced by jax"
+                                       r" \(TracerBoolConversionError.*jnp.where"):
+    llt.from_torch_optimizer(opt, S.LambdaLR(opt, lambda e: 1.0 if e < 5 else 0.5), steps_per_epoch=1)
+  opt = torch.optim.SGD([w], lr=0.1)
+  with pytest.raises(ValueError, match=r"MultiplicativeLR.lr_lambdas\[0\].*cannot be traced"):
+    llt.from_torch_optimizer(opt, S.MultiplicativeLR(opt, lambda e: min(1.0, 0.9 + e)), steps_per_epoch=1)
+  opt = torch.optim.SGD([w], lr=0.1)
+  with pytest.raises(ValueError, match=r"gives lr .* at step 1, torch gives"):   # traces, but not torch's numbers
+    llt.from_torch_optimizer(opt, S.LambdaLR(opt, lambda e: 1.0 / (1 + e) if isinstance(e, int) else 1.0),
+                             steps_per_epoch=1)
+  opt = torch.optim.SGD([w], lr=0.1)
+  sched = S.LambdaLR(opt, lambda e: jnp.where(e < 5, 1.0, 0.5) * 0.9 ** e)
+  tx = llt.from_torch_optimizer(opt, sched, steps_per_epoch=1)
+  np.testing.assert_allclose(_lr_trajectory(tx, 8), _torch_lrs(opt, sched, 8), rtol=1e-12)
+
+
+HF = {  # transformers factory name -> keyword arguments
+    "get_constant_schedule_with_warmup": {"num_warmup_steps": 3},
+    "get_linear_schedule_with_warmup": {"num_warmup_steps": 3, "num_training_steps": 10},
+    "get_cosine_schedule_with_warmup": {"num_warmup_steps": 2, "num_training_steps": 11, "num_cycles": 0.4},
+    "get_cosine_with_hard_restarts_schedule_with_warmup": {"num_warmup_steps": 2, "num_training_steps": 12,
+                                                           "num_cycles": 2},
+    "get_polynomial_decay_schedule_with_warmup": {"num_warmup_steps": 2, "num_training_steps": 10, "lr_end": 1e-3,
+                                                  "power": 2.0},
+    "get_inverse_sqrt_schedule": {"num_warmup_steps": 3},
+    "get_wsd_schedule": {"num_warmup_steps": 2, "num_decay_steps": 4, "num_training_steps": 11,
+                         "decay_type": "linear"},
+    "get_cosine_with_min_lr_schedule_with_warmup": {"num_warmup_steps": 2, "num_training_steps": 10,
+                                                    "min_lr": 1e-3},
+}
+
+
+@pytest.mark.parametrize("name", list(HF))
+def test_hugging_face_schedules_are_recognised(name):
+  """transformers' get_*_schedule lambdas (Python control flow) become ll.schedules functions: torch's lrs."""
+  transformers = pytest.importorskip("transformers")
+  factory = getattr(transformers.optimization, name, None)
+  if factory is None:
+    pytest.skip(f"this transformers has no {name}")
+  w = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+  opt = torch.optim.SGD([w], lr=0.1)
+  sched = factory(opt, **HF[name])
+  tx = llt.from_torch_optimizer(opt, sched, steps_per_epoch=1)
+  np.testing.assert_allclose(_lr_trajectory(tx, 14), _torch_lrs(opt, sched, 14), rtol=1e-12, atol=1e-15)
+  # mid-run: the schedule continues at torch's position (SGD: the count comes from step_count)
+  tx = llt.from_torch_optimizer(opt, sched, steps_per_epoch=1)
+  state = llt.optimizer_state_from_torch(tx, opt, {"w": jnp.zeros((), jnp.float64)}, step_count=14)
+  u, _ = tx.update({"w": jnp.ones((), jnp.float64)}, state, {"w": jnp.zeros((), jnp.float64)})
+  np.testing.assert_allclose(-float(u["w"]), opt.param_groups[0]["lr"], rtol=1e-12, atol=1e-15)
