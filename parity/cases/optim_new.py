@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 import losslab_jax as ll
-from parity._case import Config, register
+from parity._case import Config, FunctionCase, register
 from parity.cases._optim_problem import optimizer_case
 from parity.cases.optim import Scheduled, exp_decay
 from parity.reference.muon import MuonFullPrecision
@@ -95,3 +95,62 @@ register(optimizer_case(
         " bfloat16 rounding boundary flips one ulp (2e-3), amplified by the iteration; measured worst"
         " 3.5e-6 (float32) and 4.4e-4 (float64) over 50 teacher-forced steps. Exactness of the rest:"
         " case muon_full_precision.")))
+
+# ---------------------------------------------------------------------------------------------
+# get_total_norm / clip_grads_with_norm over several leaves of different shapes.
+
+
+def _leaves(rng, dtype, scale=1.0, special=None):
+  from parity.cases import _gen
+
+  gs = [_gen.normal(rng, s, dtype, scale) for s in ((4, 3), (5,), (), (2, 2, 2))]
+  if special is not None:
+    gs[1][2] = special
+  return tuple(gs)
+
+
+def _total_norm_jax(*leaves, norm_type=2.0):
+  return ll.optim.get_total_norm({"g": list(leaves)}, norm_type)
+
+
+def _total_norm_torch(*leaves, norm_type=2.0):
+  return torch.nn.utils.get_total_norm(list(leaves), norm_type)
+
+
+NORM_CONFIGS = [
+    Config("l2"), Config("l1", {"norm_type": 1.0}), Config("inf", {"norm_type": float("inf")}),
+    Config("p3", {"norm_type": 3.0}), Config("p0.5", {"norm_type": 0.5}),
+    Config("tiny", {}, {"scale": 1e-20}), Config("huge", {}, {"scale": 1e18}),
+    Config("nan-l2", {}, {"special": np.nan}), Config("nan-inf-norm", {"norm_type": float("inf")}, {"special": np.nan}),
+    Config("inf-element", {}, {"special": np.inf}),
+]
+
+register(FunctionCase("get_total_norm", "optim", _total_norm_jax, _total_norm_torch, _leaves, NORM_CONFIGS,
+                      grad_argnums=()))
+
+
+def _clip_with_jax(*leaves, max_norm, norm_type=2.0, total=None):
+  import jax.numpy as jnp
+
+  t = ll.optim.get_total_norm(list(leaves), norm_type) if total is None else total
+  out = ll.optim.clip_grads_with_norm(list(leaves), max_norm, t)
+  return jnp.concatenate([jnp.ravel(x) for x in out])
+
+
+def _clip_with_torch(*leaves, max_norm, norm_type=2.0, total=None):
+  ps = [torch.zeros_like(g, requires_grad=True) for g in leaves]
+  for p, g in zip(ps, leaves):
+    p.grad = g.clone()
+  t = torch.nn.utils.get_total_norm(leaves, norm_type) if total is None else torch.tensor(total, dtype=leaves[0].dtype)
+  torch.nn.utils.clip_grads_with_norm_(ps, max_norm, t)
+  return torch.cat([p.grad.reshape(-1) for p in ps])
+
+
+register(FunctionCase(
+    "clip_grads_with_norm", "optim", _clip_with_jax, _clip_with_torch, _leaves,
+    [Config("l2-clips", {"max_norm": 0.5}), Config("no-clip", {"max_norm": 100.0}),
+     Config("inf-norm", {"max_norm": 0.3, "norm_type": float("inf")}),
+     Config("given-total", {"max_norm": 1.0, "total": 7.25}),
+     Config("nan", {"max_norm": 1.0}, {"special": np.nan}),
+     Config("inf-grad", {"max_norm": 1.0}, {"special": np.inf})],
+    grad_argnums=()))
