@@ -9,9 +9,8 @@ products, so a float64 schedule is transformers' number to an ulp or two (XLA's 
 multiply-adds under ``jit``).
 
 Conventions shared with the other schedules: the count is an integer (or integer array) of
-``scheduler.step()`` calls; a negative count is read as count 0 (the value before any step); a
-count where transformers' factor raises (a division by zero) raises eagerly and gives NaN under
-``jit``; a NaN ``lr`` gives NaN.
+``scheduler.step()`` calls; a negative count, or a count where transformers' factor raises (a
+division by zero), raises eagerly and gives NaN under ``jit``; a NaN ``lr`` gives NaN.
 
 The torchvision recipe "linear warmup then cosine" (``SequentialLR(LinearLR, CosineAnnealingLR)``,
 warming up from ``start_factor * lr`` rather than from 0) is a composition, not one of these::
@@ -30,18 +29,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike
 
 from losslab_jax._internal import _checks
-from losslab_jax.schedules._core import Schedule, as_count, as_float, attach, check_int, div, dtypes_of, float_dtype
+from losslab_jax.schedules._core import Schedule, TorchSchedule, as_float, check_int, div, dtypes_of, float_dtype
 
 _KINDS = ("linear", "cosine", "1-sqrt")
-
-
-def _count(fn: str, count: ArrayLike) -> jax.Array:
-  """The count, with negative counts read as 0 (the lr before the first ``step()``)."""
-  k = as_count(fn, count)
-  return jnp.maximum(k, 0)
 
 
 def _warmup(k: jax.Array, num_warmup_steps: int, dtype: Any) -> jax.Array:
@@ -103,13 +95,12 @@ def linear_schedule_with_warmup(lr: float, num_warmup_steps: int, num_training_s
   T = check_int(fn, "num_training_steps", num_training_steps, minimum=0)
   base, dtypes = as_float(fn, "lr", lr), dtypes_of(lr)
 
-  def schedule(count: ArrayLike) -> jax.Array:
-    k = _count(fn, count)
+  def schedule(k: jax.Array) -> jax.Array:
     dtype = float_dtype(dtypes)
     decay = jnp.maximum(0.0, div((T - k).astype(dtype), float(max(1, T - W))))
     return base * jnp.where(k < W, _warmup(k, W, dtype), decay)
 
-  return attach(schedule, closed=fn)
+  return TorchSchedule(fn, schedule)
 
 
 def cosine_schedule_with_warmup(lr: float, num_warmup_steps: int, num_training_steps: int,
@@ -154,11 +145,10 @@ def cosine_schedule_with_warmup(lr: float, num_warmup_steps: int, num_training_s
   cycles = _check_real(fn, "num_cycles", num_cycles)
   base, dtypes = as_float(fn, "lr", lr), dtypes_of(lr)
 
-  def schedule(count: ArrayLike) -> jax.Array:
-    k = _count(fn, count)
+  def schedule(k: jax.Array) -> jax.Array:
     return base * _cosine_factor(k, W, T, cycles, 0.0, float_dtype(dtypes))
 
-  return attach(schedule, closed=fn)
+  return TorchSchedule(fn, schedule)
 
 
 def cosine_with_hard_restarts_schedule_with_warmup(lr: float, num_warmup_steps: int, num_training_steps: int,
@@ -202,15 +192,14 @@ def cosine_with_hard_restarts_schedule_with_warmup(lr: float, num_warmup_steps: 
   cycles = _check_real(fn, "num_cycles", num_cycles)
   base, dtypes = as_float(fn, "lr", lr), dtypes_of(lr)
 
-  def schedule(count: ArrayLike) -> jax.Array:
-    k = _count(fn, count)
+  def schedule(k: jax.Array) -> jax.Array:
     dtype = float_dtype(dtypes)
     progress = div((k - W).astype(dtype), float(max(1, T - W)))
     wave = jnp.maximum(0.0, 0.5 * (1.0 + jnp.cos(math.pi * jnp.remainder(cycles * progress, 1.0))))
     decay = jnp.where(progress >= 1.0, jnp.zeros((), dtype), wave)
     return base * jnp.where(k < W, _warmup(k, W, dtype), decay)
 
-  return attach(schedule, closed=fn)
+  return TorchSchedule(fn, schedule)
 
 
 def polynomial_decay_schedule_with_warmup(lr: float, num_warmup_steps: int, num_training_steps: int,
@@ -262,8 +251,7 @@ def polynomial_decay_schedule_with_warmup(lr: float, num_warmup_steps: int, num_
     raise ValueError(f"{fn}: lr_end ({lr_end}) must be smaller than initial lr ({lr})")
   lr_range, decay_steps = base - end, T - W
 
-  def schedule(count: ArrayLike) -> jax.Array:
-    k = _count(fn, count)
+  def schedule(k: jax.Array) -> jax.Array:
     if decay_steps == 0:
       _checks.raise_if_concrete(fn, k == T, f"num_warmup_steps == num_training_steps == {T}: count {T} divides"
                                 " by zero (transformers: ZeroDivisionError; a traced count gives NaN)")
@@ -273,7 +261,7 @@ def polynomial_decay_schedule_with_warmup(lr: float, num_warmup_steps: int, num_
     factor = jnp.where(k > T, jnp.asarray(end / base, dtype), decay)
     return base * jnp.where(k < W, _warmup(k, W, dtype), factor)
 
-  return attach(schedule, closed=fn)
+  return TorchSchedule(fn, schedule)
 
 
 def constant_schedule_with_warmup(lr: float, num_warmup_steps: int) -> Schedule:
@@ -305,12 +293,11 @@ def constant_schedule_with_warmup(lr: float, num_warmup_steps: int) -> Schedule:
   W = check_int(fn, "num_warmup_steps", num_warmup_steps, minimum=0)
   base, dtypes = as_float(fn, "lr", lr), dtypes_of(lr)
 
-  def schedule(count: ArrayLike) -> jax.Array:
-    k = _count(fn, count)
+  def schedule(k: jax.Array) -> jax.Array:
     dtype = float_dtype(dtypes)
     return base * jnp.where(k < W, _warmup(k, W, dtype), jnp.ones((), dtype))
 
-  return attach(schedule, closed=fn)
+  return TorchSchedule(fn, schedule)
 
 
 def inverse_sqrt_schedule(lr: float, num_warmup_steps: int, timescale: int | None = None) -> Schedule:
@@ -357,14 +344,13 @@ def inverse_sqrt_schedule(lr: float, num_warmup_steps: int, timescale: int | Non
   shift = tau - W
   base, dtypes = as_float(fn, "lr", lr), dtypes_of(lr)
 
-  def schedule(count: ArrayLike) -> jax.Array:
-    k = _count(fn, count)
+  def schedule(k: jax.Array) -> jax.Array:
     dtype = float_dtype(dtypes)
     shifted = (k + shift).astype(dtype) if isinstance(shift, int) else k.astype(dtype) + shift
     decay = 1.0 / jnp.sqrt(div(shifted, tau))
     return base * jnp.where(k < W, _warmup(k, W, dtype), decay)
 
-  return attach(schedule, closed=fn)
+  return TorchSchedule(fn, schedule)
 
 
 def _shape(kind: str, progress: jax.Array, *, rising: bool, num_cycles: float) -> jax.Array:
@@ -449,8 +435,7 @@ def wsd_schedule(lr: float, num_warmup_steps: int, num_decay_steps: int, num_tra
   ratio, cycles = _check_real(fn, "min_lr_ratio", min_lr_ratio), _check_real(fn, "num_cycles", num_cycles)
   base, dtypes = as_float(fn, "lr", lr), dtypes_of(lr)
 
-  def schedule(count: ArrayLike) -> jax.Array:
-    k = _count(fn, count)
+  def schedule(k: jax.Array) -> jax.Array:
     dtype = float_dtype(dtypes)
     up = _shape(warmup_type, _warmup(k, W, dtype), rising=True, num_cycles=cycles)
     down = _shape(decay_type, div((k - W - S).astype(dtype), float(max(1, D))), rising=False, num_cycles=cycles)
@@ -459,7 +444,7 @@ def wsd_schedule(lr: float, num_warmup_steps: int, num_decay_steps: int, num_tra
     factor = jnp.where(k < W + S, jnp.ones((), dtype), factor)
     return base * jnp.where(k < W, up, factor)
 
-  return attach(schedule, closed=fn)
+  return TorchSchedule(fn, schedule)
 
 
 def cosine_with_min_lr_schedule_with_warmup(lr: float, num_warmup_steps: int, num_training_steps: int,
@@ -516,8 +501,7 @@ def cosine_with_min_lr_schedule_with_warmup(lr: float, num_warmup_steps: int, nu
   else:
     rate = _check_real(fn, "min_lr_rate", min_lr_rate)
 
-  def schedule(count: ArrayLike) -> jax.Array:
-    k = _count(fn, count)
+  def schedule(k: jax.Array) -> jax.Array:
     return base * _cosine_factor(k, W, T, cycles, rate, float_dtype(dtypes))
 
-  return attach(schedule, closed=fn)
+  return TorchSchedule(fn, schedule)

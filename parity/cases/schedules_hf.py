@@ -67,7 +67,7 @@ hf_case("linear_schedule_with_warmup", [
 ])
 
 hf_case("cosine_schedule_with_warmup", [
-    Config("w10-T100", {"num_warmup_steps": 10, "num_training_steps": 100}, {"K": 150}),
+    Config("w10-T100", {"num_warmup_steps": 10, "num_training_steps": 100}, {"K": 130}),
     Config("w0-T37", {"num_warmup_steps": 0, "num_training_steps": 37}, {"K": 80}),
     Config("cycles1.5", {"num_warmup_steps": 3, "num_training_steps": 61, "num_cycles": 1.5}, {"K": 70}),
     Config("w7-T7", {"num_warmup_steps": 7, "num_training_steps": 7}, {"K": 12}),
@@ -140,5 +140,5 @@ schedule_case(
     "linear_warmup_then_cosine_recipe", _recipe_ours, _recipe_torch,
     [Config("torchvision-defaults", {"start_factor": 0.01, "warmup": 5, "total": 90, "eta_min": 0.0}, {"K": 100}),
      Config("warmup1-eta", {"start_factor": 0.1, "warmup": 1, "total": 30, "eta_min": 1e-4}, {"K": 45}),
-     Config("warmup20-long", {"start_factor": 0.001, "warmup": 20, "total": 200, "eta_min": 1e-5}, {"K": 220})],
+     Config("warmup20", {"start_factor": 0.001, "warmup": 20, "total": 120, "eta_min": 1e-5}, {"K": 130})],
     draw=_lr)
