@@ -9,7 +9,9 @@ so each element is judged relative to itself, except entries smaller than a thou
 largest reference entry, which are judged relative to that floor (a gradient entry of 1e-9 next
 to entries of 1 cannot carry 1e-10 relative accuracy in any implementation). NaN matches NaN
 and inf matches inf of the same sign; any other non-finite disagreement is an infinite error.
-A dtype or shape mismatch fails the config outright.
+A dtype or shape mismatch fails the config outright: of the forward value, of every input
+gradient, and of every trajectory leaf at every step (a float32 trajectory that torch keeps in
+float32 must not come back in float64, even if its values agree).
 
 Trajectories (a parameter after each of K steps) add one rule. A parameter is a running sum
 ``p_k = p_0 + u_1 + ... + u_k``, so its rounding error is set by the magnitudes it has carried, not
@@ -129,6 +131,21 @@ def trajectory_errors(traj_a: Sequence[Any], traj_b: Sequence[Any]) -> list[Erro
   return errors
 
 
+def trajectory_dtype_mismatch(traj_a: Sequence[Any], traj_b: Sequence[Any]) -> str | None:
+  """The first step and leaf whose dtype differs between the trajectories, in words; None if none."""
+  import jax
+
+  def leaves(tree):
+    return jax.tree_util.tree_leaves(jax.tree_util.tree_map(to_numpy, tree, is_leaf=lambda x: hasattr(x, "detach")))
+
+  for k, (ta, tb) in enumerate(zip(traj_a, traj_b)):
+    for i, (x, y) in enumerate(zip(leaves(ta), leaves(tb))):
+      dx, dy = np.asarray(x).dtype, np.asarray(y).dtype
+      if dx != dy:
+        return f"dtype mismatch at step {k}, leaf {i}: losslab_jax {dx} vs torch {dy}"
+  return None
+
+
 def tree_error(a: Any, b: Any) -> Error:
   import jax
 
@@ -193,8 +210,13 @@ def run_function(case: FunctionCase, config: Config, dtype: str) -> ConfigResult
   grad = None
   if argnums:
     grad = Error()
-    for gj, gt in zip(grads_j, grads_t):
-      grad = grad.merge(array_error(np.asarray(gj), to_numpy(gt)))
+    for i, gj, gt in zip(argnums, grads_j, grads_t):
+      gj_np, gt_np = np.asarray(gj), to_numpy(gt)
+      if gj_np.dtype != gt_np.dtype:
+        return ConfigResult(case.name, config.id, dtype, value, Error(np.inf, np.inf), False, tol,
+                            f"gradient dtype mismatch for input {i}: losslab_jax {gj_np.dtype} vs torch"
+                            f" {gt_np.dtype}")
+      grad = grad.merge(array_error(gj_np, gt_np))
   res = ConfigResult(case.name, config.id, dtype, value, grad, True, tol, msg)
   res.passed = res.worst_rel <= tol
   return res
@@ -209,6 +231,9 @@ def run_trajectory(case: TrajectoryCase, config: Config, dtype: str) -> ConfigRe
   if len(traj_j) != len(traj_t):
     return ConfigResult(case.name, config.id, dtype, Error(np.inf, np.inf), None, False, tol,
                         f"length mismatch: losslab_jax {len(traj_j)} vs torch {len(traj_t)} steps")
+  mismatch = trajectory_dtype_mismatch(traj_j, traj_t)
+  if mismatch:
+    return ConfigResult(case.name, config.id, dtype, Error(np.inf, np.inf), None, False, tol, mismatch)
   err = Error()
   per_step = []
   for e in trajectory_errors(traj_j, traj_t):

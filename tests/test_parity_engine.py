@@ -47,6 +47,31 @@ def test_dtype_mismatch_fails():
   assert not res.passed and "dtype" in res.message
 
 
+def test_gradient_dtype_mismatch_fails():
+  # value and its dtype right, gradient values right but returned in float32 for a float64 input
+  import jax
+
+  @jax.custom_vjp
+  def f(x):
+    return jnp.sum(x ** 2)
+
+  f.defvjp(lambda x: (f(x), x), lambda x, g: ((2 * x * g).astype(jnp.float32),))
+  res = run_config(_case(f), Config("a"), "float64")
+  assert not res.passed and res.value.rel < 1e-14
+  assert res.message == "gradient dtype mismatch for input 0: losslab_jax float32 vs torch float64"
+
+
+def test_trajectory_dtype_mismatch_fails():
+  traj = [{"w": np.full(3, float(k))} for k in range(4)]
+  bad = [dict(t) for t in traj]
+  bad[2] = {"w": traj[2]["w"].astype(np.float32)}   # exact values, wrong dtype at step 2
+  case = TrajectoryCase("tt", "test", lambda seed, dtype: bad, lambda seed, dtype: traj, [Config("a")])
+  res = run_config(case, Config("a"), "float64")
+  assert not res.passed and res.message == "dtype mismatch at step 2, leaf 0: losslab_jax float32 vs torch float64"
+  good = TrajectoryCase("tt", "test", lambda seed, dtype: traj, lambda seed, dtype: traj, [Config("a")])
+  assert run_config(good, Config("a"), "float64").passed
+
+
 def test_exception_becomes_failure():
   def boom(x):
     raise RuntimeError("boom")
