@@ -1,7 +1,7 @@
 """Twin models for the port tests: each in torch and in flax.nnx, written independently, tiny shapes.
 
 * ``block``: a transformer block (Embedding, LayerNorm, multi-head attention built from Linear
-  layers, GELU feed-forward, mean-pooled Linear head); input token ids ``(B, T)``.
+  layers, the key without bias, GELU feed-forward, mean-pooled Linear head); input token ids ``(B, T)``.
 * ``cnn``: Conv -> BatchNorm -> relu -> Conv(stride 2) -> BatchNorm -> relu -> global mean ->
   Linear; input ``(N, 1, 6, 6)`` in torch, ``(N, 6, 6, 1)`` in nnx.
 * ``mlp``: Linear -> tanh -> Linear(square) -> tanh -> Linear.
@@ -32,7 +32,9 @@ def torch_block():
       super().__init__()
       self.emb = nn.Embedding(VOCAB, D)
       self.ln1 = nn.LayerNorm(D)
-      self.q, self.k, self.v, self.o = (nn.Linear(D, D) for _ in range(4))
+      # no key bias: softmax ignores a per-query constant, so its gradient is zero in exact
+      # arithmetic (only rounding noise, which Adam scales up to ~lr * noise / eps)
+      self.q, self.k, self.v, self.o = nn.Linear(D, D), nn.Linear(D, D, bias=False), nn.Linear(D, D), nn.Linear(D, D)
       self.ln2 = nn.LayerNorm(D)
       self.ff1 = nn.Linear(D, 2 * D)
       self.ff2 = nn.Linear(2 * D, D)
@@ -63,7 +65,8 @@ def nnx_block(dtype):
       self.gelu_exact = True
       self.emb = nnx.Embed(VOCAB, D, **kw)
       self.ln1 = nnx.LayerNorm(D, epsilon=1e-5, **kw)
-      self.q, self.k, self.v, self.o = (nnx.Linear(D, D, **kw) for _ in range(4))
+      self.q, self.v, self.o = (nnx.Linear(D, D, **kw) for _ in range(3))
+      self.k = nnx.Linear(D, D, use_bias=False, **kw)
       self.ln2 = nnx.LayerNorm(D, epsilon=1e-5, **kw)
       self.ff1 = nnx.Linear(D, 2 * D, **kw)
       self.ff2 = nnx.Linear(2 * D, D, **kw)
