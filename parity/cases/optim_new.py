@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 import losslab_jax as ll
-from parity._case import Config, FunctionCase, register
+from parity._case import Config, FunctionCase, TrajectoryCase, register
 from parity.cases._optim_problem import optimizer_case
 from parity.cases.optim import Scheduled, exp_decay
 from parity.reference.muon import MuonFullPrecision
@@ -154,3 +154,94 @@ register(FunctionCase(
      Config("nan", {"max_norm": 1.0}, {"special": np.nan}),
      Config("inf-grad", {"max_norm": 1.0}, {"special": np.inf})],
     grad_argnums=()))
+
+# ---------------------------------------------------------------------------------------------
+# GradScaler: a float16 forward pass (parameters and data cast to half, master parameters and
+# gradients in float32/float64), the loss scaled before backward. torch's scaled gradients are
+# recorded and fed to ll.optim.grad_scaler (teacher forcing); both sides' parameters and scale
+# are compared after every step. Overflows: torch's own (the default 2**16 overflows float16 in
+# the first backward passes) and injected ones (the scaled loss times 1e6 at chosen steps). The lr
+# follows a LambdaLR stepped every iteration, skipped or not.
+
+GS_STEPS = 30
+
+
+def _gs_torch_run(seed, dtype, *, opt, opt_kw, scaler_kw, inject=(), gamma=None):
+  import warnings
+
+  from parity.cases._optim_problem import PARAM_NAMES, initial, torch_loss
+
+  p0, x, y = initial(seed, dtype)
+  params = {k: torch.tensor(p0[k], requires_grad=True) for k in PARAM_NAMES}
+  xh, yh = torch.from_numpy(x).half(), torch.from_numpy(y).half()
+  optimizer = getattr(torch.optim, opt)(list(params.values()), **opt_kw)
+  sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: gamma ** k) if gamma else None
+  scaler = torch.amp.GradScaler("cpu", **scaler_kw)
+  traj = [{"params": {k: v.detach().numpy().copy() for k, v in params.items()},
+           "scale": np.asarray(scaler_kw.get("init_scale", 2.0**16), np.float32)}]
+  grads = []
+  for k in range(GS_STEPS):
+    optimizer.zero_grad()
+    loss = torch_loss({n: v.half() for n, v in params.items()}, xh, yh).to(getattr(torch, dtype))
+    if k in inject:
+      loss = loss * 1e6
+    scaler.scale(loss).backward()
+    grads.append({n: v.grad.numpy().copy() for n, v in params.items()})
+    scaler.step(optimizer)
+    scaler.update()
+    if sched is not None:
+      with warnings.catch_warnings():   # "lr_scheduler.step() before optimizer.step()" when skipped
+        warnings.simplefilter("ignore", UserWarning)
+        sched.step()
+    traj.append({"params": {n: v.detach().numpy().copy() for n, v in params.items()},
+                 "scale": np.asarray(scaler.get_scale(), np.float32)})
+  return traj, grads
+
+
+_GS_CACHE: dict = {}
+
+
+def _gs_torch(seed, dtype, **kw):
+  key = (seed, dtype, repr(sorted(kw.items())))
+  if key not in _GS_CACHE:
+    _GS_CACHE.clear()
+    _GS_CACHE[key] = _gs_torch_run(seed, dtype, **kw)
+  return _GS_CACHE[key]
+
+
+def _gs_jax(seed, dtype, *, opt, opt_kw, scaler_kw, inject=(), gamma=None):
+  import jax.numpy as jnp
+  import optax
+
+  from parity.cases._optim_problem import initial
+
+  _, grads = _gs_torch(seed, dtype, opt=opt, opt_kw=opt_kw, scaler_kw=scaler_kw, inject=inject, gamma=gamma)
+  p0, _, _ = initial(seed, dtype)
+  kw = dict(opt_kw)
+  if gamma:
+    lr0 = kw.pop("lr")
+    kw["lr"] = lambda k: lr0 * jnp.power(gamma, jnp.asarray(k, jnp.result_type(float)))
+  tx = ll.optim.grad_scaler({"SGD": ll.optim.sgd, "Adam": ll.optim.adam, "AdamW": ll.optim.adamw}[opt](**kw),
+                            **scaler_kw)
+  params = {k: jnp.asarray(v) for k, v in p0.items()}
+  state = tx.init(params)
+  step = jax.jit(lambda p, s, g: (lambda u, s2: (optax.apply_updates(p, u), s2))(*tx.update(g, s, p)))
+  traj = [{"params": {k: np.asarray(v) for k, v in params.items()}, "scale": np.asarray(ll.optim.loss_scale(state))}]
+  for g in grads:
+    params, state = step(params, state, {k: jnp.asarray(v) for k, v in g.items()})
+    traj.append({"params": {k: np.asarray(v) for k, v in params.items()},
+                 "scale": np.asarray(ll.optim.loss_scale(state))})
+  return traj
+
+
+register(TrajectoryCase(
+    "grad_scaler", "optim", _gs_jax, lambda seed, dtype, **kw: _gs_torch(seed, dtype, **kw)[0],
+    [Config("adam-defaults-injected", {"opt": "Adam", "opt_kw": {"lr": 0.01}, "scaler_kw": {}, "inject": (6, 7, 15)}),
+     Config("sgd-grow3-schedule", {"opt": "SGD", "opt_kw": {"lr": 0.05, "momentum": 0.9},
+                                   "scaler_kw": {"init_scale": 2.0**10, "growth_interval": 3}, "inject": (4, 11, 20),
+                                   "gamma": 0.9}),
+     Config("adamw-factors-schedule", {"opt": "AdamW", "opt_kw": {"lr": 0.02, "weight_decay": 0.1},
+                                       "scaler_kw": {"init_scale": 2.0**20, "growth_factor": 4.0,
+                                                     "backoff_factor": 0.25, "growth_interval": 2},
+                                       "inject": (9,), "gamma": 0.95})],
+    what=f"params and loss scale after each of {GS_STEPS} steps"))
