@@ -130,13 +130,14 @@ def make_jax_step(graphdef: Any, tx: Any, loss_fn: Callable[[Any, tuple], Any]):
 
   @jax.jit
   def grad_fn(params, rest, batch):
-    def f(p):
-      model = nnx.merge(graphdef, p, rest)
+    def f(p, r):
+      r = jax.tree_util.tree_map(lambda x: x, r)  # fresh variables in this trace: BatchNorm writes to them
+      model = nnx.merge(graphdef, p, r)
       value = loss_fn(model, batch)
       _, _, new_rest = nnx.split(model, nnx.Param, ...)
       return value, new_rest
 
-    (value, new_rest), grads = jax.value_and_grad(f, has_aux=True)(params)
+    (value, new_rest), grads = jax.value_and_grad(f, has_aux=True)(params, rest)
     return value, grads, new_rest
 
   @jax.jit
@@ -474,6 +475,8 @@ def _default_opt_state(tx, torch_optimizer, scheduler, params, weight_map, step_
     raise NotImplementedError("compare_training: the torch optimizer has state (a run in progress) and this "
                               "ll.interop.torch.optimizer_state_from_torch takes no weight_map; pass opt_state=")
   kwargs = {"step_count": step_count} if step_count is not None and "step_count" in sig else {}
+  if hasattr(weight_map, "param_names_of"):  # the torch names of the optimizer's parameters, by identity
+    kwargs["param_names"] = weight_map.param_names_of(torch_optimizer)
   return llt.optimizer_state_from_torch(tx, torch_optimizer.state_dict(), params, weight_map=weight_map,
                                         scheduler=scheduler, **kwargs)
 
