@@ -35,6 +35,7 @@ from losslab_jax.optim._asgd import scale_by_asgd as scale_by_asgd
 from losslab_jax.optim._clipping import ClipGradNormState as ClipGradNormState
 from losslab_jax.optim._clipping import clip_grad_norm as clip_grad_norm
 from losslab_jax.optim._clipping import clip_grad_value as clip_grad_value
+from losslab_jax.optim._introspect import get_step as get_step
 from losslab_jax.optim._lbfgs import LBFGSState as LBFGSState
 from losslab_jax.optim._lbfgs import lbfgs as lbfgs
 from losslab_jax.optim._param_groups import param_groups as param_groups
@@ -53,8 +54,23 @@ __all__ += ["AdamState", "adam", "adamw", "scale_by_adam",
 __all__ += ["ASGDState", "asgd", "scale_by_asgd", "ClipGradNormState", "clip_grad_norm", "clip_grad_value",
             "LBFGSState", "lbfgs", "param_groups", "RpropState", "rprop", "scale_by_rprop"]
 __all__ += ["ReduceLROnPlateauState", "reduce_lr_on_plateau"]
+__all__ += ["get_step"]
 from losslab_jax.optim._common import ScaleByLrState as ScaleByLrState  # noqa: E402 - torch-twin registry
 from losslab_jax.optim._registry import TorchTwin as TorchTwin  # noqa: E402
 from losslab_jax.optim._registry import register_torch_twin as register_torch_twin  # noqa: E402
 from losslab_jax.optim._registry import torch_twins as torch_twins  # noqa: E402
 __all__ += ["ScaleByLrState", "TorchTwin", "register_torch_twin", "torch_twins"]
+from losslab_jax.optim._adafactor import AdafactorState as AdafactorState  # noqa: E402
+from losslab_jax.optim._adafactor import adafactor as adafactor  # noqa: E402
+from losslab_jax.optim._adafactor import scale_by_adafactor as scale_by_adafactor  # noqa: E402
+from losslab_jax.optim._muon import MuonState as MuonState  # noqa: E402
+from losslab_jax.optim._muon import muon as muon  # noqa: E402
+from losslab_jax.optim._muon import scale_by_muon as scale_by_muon  # noqa: E402
+__all__ += ["AdafactorState", "adafactor", "scale_by_adafactor", "MuonState", "muon", "scale_by_muon"]
+from losslab_jax.optim._norms import clip_grads_with_norm as clip_grads_with_norm  # noqa: E402
+from losslab_jax.optim._norms import get_total_norm as get_total_norm  # noqa: E402
+__all__ += ["clip_grads_with_norm", "get_total_norm"]
+from losslab_jax.optim._grad_scaler import GradScalerState as GradScalerState  # noqa: E402
+from losslab_jax.optim._grad_scaler import grad_scaler as grad_scaler  # noqa: E402
+from losslab_jax.optim._grad_scaler import loss_scale as loss_scale  # noqa: E402
+__all__ += ["GradScalerState", "grad_scaler", "loss_scale"]

@@ -7,10 +7,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from optax.tree_utils import tree_cast_like
 
 from losslab_jax.optim import _common
+from losslab_jax.optim._common import ScalarOrSchedule
 
-ScalarOrSchedule = optax.ScalarOrSchedule
 
 
 class AdadeltaState(NamedTuple):
@@ -69,10 +70,9 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> optax.GradientTran
     _common.check_updates("adadelta", updates, state.square_avg)
     leaf = lambda g, s, a: _adadelta_leaf(g, s, a, rho=rho, eps=eps)  # noqa: E731
     d, sq, acc = _common.map_leaves(leaf, 3, updates, state.square_avg, state.acc_delta)
-    cast = lambda tree, like: jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)  # noqa: E731
-    return cast(d, updates), AdadeltaState(step=optax.safe_increment(state.step),
-                                           square_avg=cast(sq, state.square_avg),
-                                           acc_delta=cast(acc, state.acc_delta))
+    return tree_cast_like(d, updates), AdadeltaState(step=optax.safe_increment(state.step),
+                                           square_avg=tree_cast_like(sq, state.square_avg),
+                                           acc_delta=tree_cast_like(acc, state.acc_delta))
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -122,11 +122,8 @@ def adadelta(lr: ScalarOrSchedule = 1.0, rho: float = 0.9, eps: float = 1e-6, we
     raise ValueError(f"Invalid rho value: {rho}")
   _common.check_nonneg("epsilon value", eps)
   _common.check_nonneg("weight_decay value", weight_decay)
-  return _common.chain(
-      _common.maximize(maximize),
-      _common.coupled_weight_decay(weight_decay, fn="adadelta"),
-      scale_by_adadelta(rho, eps),
-      _common.scale_by_lr(lr, fn="adadelta"))
+  return _common.torch_alias("adadelta", scale_by_adadelta(rho, eps),
+                             lr=lr, maximize=maximize, weight_decay=weight_decay)
 
 
 # --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---

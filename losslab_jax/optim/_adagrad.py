@@ -7,10 +7,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from optax.tree_utils import tree_cast_like
 
 from losslab_jax.optim import _common
+from losslab_jax.optim._common import ScalarOrSchedule
 
-ScalarOrSchedule = optax.ScalarOrSchedule
 
 
 class AdagradState(NamedTuple):
@@ -65,8 +66,7 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.0,
     del params
     _common.check_updates("adagrad", updates, state.sum)
     d, s = _common.map_leaves(lambda g, s: _adagrad_leaf(g, s, eps=eps), 2, updates, state.sum)
-    cast = lambda tree, like: jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)  # noqa: E731
-    return cast(d, updates), AdagradState(step=optax.safe_increment(state.step), sum=cast(s, state.sum))
+    return tree_cast_like(d, updates), AdagradState(step=optax.safe_increment(state.step), sum=tree_cast_like(s, state.sum))
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -129,11 +129,8 @@ def adagrad(lr: ScalarOrSchedule = 1e-2, lr_decay: float = 0.0, weight_decay: fl
   _common.check_nonneg("weight_decay value", weight_decay)
   _common.check_nonneg("initial_accumulator_value value", initial_accumulator_value)
   _common.check_nonneg("epsilon value", eps)
-  return _common.chain(
-      _common.maximize(maximize),
-      _common.coupled_weight_decay(weight_decay, fn="adagrad"),
-      scale_by_adagrad(initial_accumulator_value, eps),
-      _common.scale_by_lr(_decayed_lr(lr, lr_decay), fn="adagrad"))
+  return _common.torch_alias("adagrad", scale_by_adagrad(initial_accumulator_value, eps),
+                             lr=_decayed_lr(lr, lr_decay), maximize=maximize, weight_decay=weight_decay)
 
 
 # --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---

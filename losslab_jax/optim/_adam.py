@@ -7,10 +7,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from optax.tree_utils import tree_cast_like
 
 from losslab_jax.optim import _common
+from losslab_jax.optim._common import ScalarOrSchedule
 
-ScalarOrSchedule = optax.ScalarOrSchedule
 
 
 class AdamState(NamedTuple):
@@ -97,17 +98,12 @@ def scale_by_adam(betas: tuple[ScalarOrSchedule, float] = (0.9, 0.999), eps: flo
                                           bc1=bc1, bc2_sqrt=bc2_sqrt)
     d, m, v, vmax = _common.map_leaves(leaf, 4, updates, state.exp_avg, state.exp_avg_sq,
                                        state.max_exp_avg_sq)
-    return (_cast_tree(d, updates),
-            AdamState(step=step, exp_avg=_cast_tree(m, state.exp_avg),
-                      exp_avg_sq=_cast_tree(v, state.exp_avg_sq),
-                      max_exp_avg_sq=_cast_tree(vmax, state.max_exp_avg_sq) if amsgrad else ()))
+    return (tree_cast_like(d, updates),
+            AdamState(step=step, exp_avg=tree_cast_like(m, state.exp_avg),
+                      exp_avg_sq=tree_cast_like(v, state.exp_avg_sq),
+                      max_exp_avg_sq=tree_cast_like(vmax, state.max_exp_avg_sq) if amsgrad else ()))
 
   return optax.GradientTransformation(init_fn, update_fn)
-
-
-def _cast_tree(tree: Any, like: Any) -> Any:
-  """Cast every leaf of ``tree`` to the dtype of the matching leaf of ``like``."""
-  return jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)
 
 
 def adam(lr: ScalarOrSchedule = 1e-3, betas: tuple[ScalarOrSchedule, float] = (0.9, 0.999),
@@ -162,11 +158,9 @@ def adam(lr: ScalarOrSchedule = 1e-3, betas: tuple[ScalarOrSchedule, float] = (0
   _common.check_nonneg("weight_decay value", weight_decay)
   wd_coupled = 0.0 if decoupled_weight_decay else weight_decay
   wd_decoupled = weight_decay if decoupled_weight_decay else 0.0
-  return _common.chain(
-      _common.maximize(maximize),
-      _common.coupled_weight_decay(wd_coupled, fn="adam"),
-      scale_by_adam(betas, eps, amsgrad),
-      _common.scale_by_lr(lr, decoupled_weight_decay=wd_decoupled, fn="adam"))
+  return _common.torch_alias("adam", scale_by_adam(betas, eps, amsgrad),
+                             lr=lr, maximize=maximize, weight_decay=wd_coupled,
+                             decoupled_weight_decay=wd_decoupled)
 
 
 def adamw(lr: ScalarOrSchedule = 1e-3, betas: tuple[ScalarOrSchedule, float] = (0.9, 0.999),

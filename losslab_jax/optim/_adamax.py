@@ -7,11 +7,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from optax.tree_utils import tree_cast_like
 
 from losslab_jax.optim import _common
+from losslab_jax.optim._common import ScalarOrSchedule
 from losslab_jax.optim._adam import check_betas
 
-ScalarOrSchedule = optax.ScalarOrSchedule
 
 
 class AdamaxState(NamedTuple):
@@ -68,9 +69,8 @@ def scale_by_adamax(betas: tuple[ScalarOrSchedule, float] = (0.9, 0.999),
     bc1 = _common.bias_correction(b1, step.astype(_common.scalar_dtype()))
     leaf = lambda g, m, u: _adamax_leaf(g, m, u, beta1=b1, beta2=beta2, eps=eps, bc1=bc1)  # noqa: E731
     d, m, u = _common.map_leaves(leaf, 3, updates, state.exp_avg, state.exp_inf)
-    cast = lambda tree, like: jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)  # noqa: E731
-    return cast(d, updates), AdamaxState(step=step, exp_avg=cast(m, state.exp_avg),
-                                         exp_inf=cast(u, state.exp_inf))
+    return tree_cast_like(d, updates), AdamaxState(step=step, exp_avg=tree_cast_like(m, state.exp_avg),
+                                         exp_inf=tree_cast_like(u, state.exp_inf))
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -118,11 +118,8 @@ def adamax(lr: ScalarOrSchedule = 2e-3, betas: tuple[ScalarOrSchedule, float] = 
   _common.check_nonneg("epsilon value", eps)
   check_betas(betas)
   _common.check_nonneg("weight_decay value", weight_decay)
-  return _common.chain(
-      _common.maximize(maximize),
-      _common.coupled_weight_decay(weight_decay, fn="adamax"),
-      scale_by_adamax(betas, eps),
-      _common.scale_by_lr(lr, fn="adamax"))
+  return _common.torch_alias("adamax", scale_by_adamax(betas, eps),
+                             lr=lr, maximize=maximize, weight_decay=weight_decay)
 
 
 # --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---

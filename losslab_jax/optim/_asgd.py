@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from losslab_jax.optim import _common
+from losslab_jax.optim._common import ScalarOrSchedule
 
 # torch keeps `eta` and `mu` as 0-d tensors of its default scalar dtype (float32 unless
 # torch.set_default_dtype(torch.float64)), also for float64 parameters; their values are rounded
@@ -45,7 +46,7 @@ def _asgd_leaf(g, p, ax, eta, mu, lambd):
   return u.astype(g.dtype), jnp.where(mu == 1.0, new_p, ax_avg)
 
 
-def scale_by_asgd(lr: _common.ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alpha: float = 0.75,
+def scale_by_asgd(lr: ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alpha: float = 0.75,
                   t0: float = 1e6) -> optax.GradientTransformation:
   """ASGD's step: the *negated* parameter change ``-(p_new - p)``, plus the running average.
 
@@ -94,7 +95,7 @@ def scale_by_asgd(lr: _common.ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alph
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def asgd(lr: _common.ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alpha: float = 0.75, t0: float = 1e6,
+def asgd(lr: ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alpha: float = 0.75, t0: float = 1e6,
          weight_decay: float = 0.0, maximize: bool = False) -> optax.GradientTransformationExtraArgs:
   """Averaged stochastic gradient descent, step for step as ``torch.optim.ASGD``.
 
@@ -151,8 +152,8 @@ def asgd(lr: _common.ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alpha: float 
     <https://doi.org/10.1137/0330046>`_, 1992.
   """
   _common.check_nonneg("weight_decay value", weight_decay)
-  return _common.chain(_common.maximize(maximize), _common.coupled_weight_decay(weight_decay, fn="asgd"),
-                       scale_by_asgd(lr, lambd, alpha, t0), optax.scale(-1.0))
+  return _common.torch_alias("asgd", scale_by_asgd(lr, lambd, alpha, t0), lr=None, maximize=maximize,
+                             weight_decay=weight_decay)
 
 
 # --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---

@@ -4,6 +4,8 @@ The aliases read like torch's algorithm boxes::
 
     chain(maximize(maximize), coupled_weight_decay(wd), scale_by_<name>(...), scale_by_lr(lr))
 
+built by :func:`torch_alias`.
+
 ``maximize`` flips the gradient first (torch: ``g = -g`` before weight decay); coupled (L2) decay
 adds ``wd * p`` to the gradient before any moment; decoupled decay (AdamW, NAdamW, RAdamW, Lion)
 contributes ``-lr * wd * p`` after the lr scaling, which is torch's ``p.mul_(1 - lr * wd)``.
@@ -112,8 +114,11 @@ def check_updates(fn: str, updates: Any, like: Any = (), what: str = "the optimi
 
 
 def maximize(flag: bool) -> optax.GradientTransformation:
-  """``g = -g`` if ``flag`` (torch's ``maximize=True``), else the identity."""
+  """``g = -g`` if ``flag`` (torch's ``maximize=True``: the first thing torch does), else the identity."""
   return optax.scale(-1.0) if flag else optax.identity()
+
+
+_maximize = maximize  # torch_alias's keyword `maximize=` (torch's name) shadows the function there
 
 
 def coupled_weight_decay(weight_decay: float, fn: str = "optimizer") -> optax.GradientTransformation:
@@ -181,13 +186,23 @@ def chain(*txs: optax.GradientTransformation) -> optax.GradientTransformationExt
   return optax.chain(*txs)
 
 
-def tree_zeros_like(params: Any, dtype=None) -> Any:
-  return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=dtype), params)
+def torch_alias(fn: str, direction: optax.GradientTransformation, *, lr: ScalarOrSchedule | None,
+                maximize: bool = False, weight_decay: float = 0.0,
+                decoupled_weight_decay: float = 0.0) -> optax.GradientTransformationExtraArgs:
+  """The alias every torch-style optimizer is: its ``scale_by_<name>`` between torch's head and tail.
+
+  ``chain(maximize(maximize), coupled_weight_decay(weight_decay), direction, tail)``, where the
+  tail is ``scale_by_lr(lr, decoupled_weight_decay)`` (``-lr * u``, plus ``-lr * wd * p``), or, for
+  ``lr=None`` (a direction that already carries its step size: ASGD, Rprop), ``optax.scale(-1)``.
+  The four-element state layout is the same for every alias (switched-off pieces hold
+  ``EmptyState``), which state conversions rely on.
+  """
+  tail = (optax.scale(-1.0) if lr is None
+          else scale_by_lr(lr, decoupled_weight_decay=decoupled_weight_decay, fn=fn))
+  return chain(_maximize(maximize), coupled_weight_decay(weight_decay, fn=fn), direction, tail)
 
 
-def hyperparams_static(*values: Any) -> bool:
-  """True when no hyperparameter is a schedule (for choosing cheaper static code paths)."""
-  return not any(isinstance(v, Callable) for v in values)
+tree_zeros_like = optax.tree_utils.tree_zeros_like
 
 
 # -- torch-style arithmetic blocks (per-leaf math shared by the Adam family, RMSprop, ...) ---------

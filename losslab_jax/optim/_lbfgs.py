@@ -18,6 +18,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from losslab_jax.optim import _common
+from losslab_jax.optim._common import ScalarOrSchedule
 
 
 class LBFGSState(NamedTuple):
@@ -274,7 +275,7 @@ def _check_lbfgs(lr, max_iter, max_eval, history_size, line_search_fn, tolerance
   return max_eval
 
 
-def lbfgs(lr: _common.ScalarOrSchedule = 1.0, max_iter: int = 20, max_eval: int | None = None,
+def lbfgs(lr: ScalarOrSchedule = 1.0, max_iter: int = 20, max_eval: int | None = None,
           tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9, history_size: int = 100,
           line_search_fn: str | None = None) -> optax.GradientTransformationExtraArgs:
   """L-BFGS, one ``update`` per torch ``LBFGS.step(closure)``, with torch's exact iteration.

@@ -7,10 +7,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from optax.tree_utils import tree_cast_like
 
 from losslab_jax.optim import _common
+from losslab_jax.optim._common import ScalarOrSchedule
 
-ScalarOrSchedule = optax.ScalarOrSchedule
 
 
 class LionState(NamedTuple):
@@ -62,9 +63,8 @@ def scale_by_lion(betas: tuple[ScalarOrSchedule, float] = (0.9, 0.99)) -> optax.
     b1 = beta1 if _common.is_static(beta1) else _common.resolve(beta1, state.step)
     leaf = lambda g, m: _lion_leaf(g, m, beta1=b1, beta2=beta2)  # noqa: E731
     d, m = _common.map_leaves(leaf, 2, updates, state.exp_avg)
-    cast = lambda tree, like: jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)  # noqa: E731
-    return cast(d, updates), LionState(step=optax.safe_increment(state.step),
-                                       exp_avg=cast(m, state.exp_avg))
+    return tree_cast_like(d, updates), LionState(step=optax.safe_increment(state.step),
+                                       exp_avg=tree_cast_like(m, state.exp_avg))
 
   return optax.GradientTransformation(init_fn, update_fn)
 

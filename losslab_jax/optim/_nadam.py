@@ -7,11 +7,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from optax.tree_utils import tree_cast_like
 
 from losslab_jax.optim import _common
+from losslab_jax.optim._common import ScalarOrSchedule
 from losslab_jax.optim._adam import check_betas
 
-ScalarOrSchedule = optax.ScalarOrSchedule
 
 
 class NAdamState(NamedTuple):
@@ -100,10 +101,9 @@ def scale_by_nadam(betas: tuple[ScalarOrSchedule, float] = (0.9, 0.999), eps: fl
     leaf = lambda g, m, v: _nadam_leaf(g, m, v, beta1=b1, beta2=beta2, eps=eps, bc2=bc2,  # noqa: E731
                                        c_grad=c_grad, c_avg=c_avg)
     d, m, v = _common.map_leaves(leaf, 3, updates, state.exp_avg, state.exp_avg_sq)
-    cast = lambda tree, like: jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)  # noqa: E731
-    return cast(d, updates), NAdamState(step=step, mu_product=mu_product,
-                                        exp_avg=cast(m, state.exp_avg),
-                                        exp_avg_sq=cast(v, state.exp_avg_sq))
+    return tree_cast_like(d, updates), NAdamState(step=step, mu_product=mu_product,
+                                        exp_avg=tree_cast_like(m, state.exp_avg),
+                                        exp_avg_sq=tree_cast_like(v, state.exp_avg_sq))
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -160,11 +160,9 @@ def nadam(lr: ScalarOrSchedule = 2e-3, betas: tuple[ScalarOrSchedule, float] = (
   _common.check_nonneg("momentum_decay value", momentum_decay)
   wd_coupled = 0.0 if decoupled_weight_decay else weight_decay
   wd_decoupled = weight_decay if decoupled_weight_decay else 0.0
-  return _common.chain(
-      _common.maximize(maximize),
-      _common.coupled_weight_decay(wd_coupled, fn="nadam"),
-      scale_by_nadam(betas, eps, momentum_decay),
-      _common.scale_by_lr(lr, decoupled_weight_decay=wd_decoupled, fn="nadam"))
+  return _common.torch_alias("nadam", scale_by_nadam(betas, eps, momentum_decay),
+                             lr=lr, maximize=maximize, weight_decay=wd_coupled,
+                             decoupled_weight_decay=wd_decoupled)
 
 
 # --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---

@@ -7,11 +7,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from optax.tree_utils import tree_cast_like
 
 from losslab_jax.optim import _common
+from losslab_jax.optim._common import ScalarOrSchedule
 from losslab_jax.optim._adam import check_betas
 
-ScalarOrSchedule = optax.ScalarOrSchedule
 
 
 class RAdamState(NamedTuple):
@@ -87,9 +88,8 @@ def scale_by_radam(betas: tuple[ScalarOrSchedule, float] = (0.9, 0.999),
     leaf = lambda g, m, v: _radam_leaf(g, m, v, beta1=b1, beta2=beta2, eps=eps, bc1=bc1,  # noqa: E731
                                        bc2_sqrt=jnp.sqrt(bc2), rect=rect, rectify=rectify)
     d, m, v = _common.map_leaves(leaf, 3, updates, state.exp_avg, state.exp_avg_sq)
-    cast = lambda tree, like: jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)  # noqa: E731
-    return cast(d, updates), RAdamState(step=step, exp_avg=cast(m, state.exp_avg),
-                                        exp_avg_sq=cast(v, state.exp_avg_sq))
+    return tree_cast_like(d, updates), RAdamState(step=step, exp_avg=tree_cast_like(m, state.exp_avg),
+                                        exp_avg_sq=tree_cast_like(v, state.exp_avg_sq))
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -147,11 +147,9 @@ def radam(lr: ScalarOrSchedule = 1e-3, betas: tuple[ScalarOrSchedule, float] = (
   _common.check_nonneg("weight_decay value", weight_decay)
   wd_coupled = 0.0 if decoupled_weight_decay else weight_decay
   wd_decoupled = weight_decay if decoupled_weight_decay else 0.0
-  return _common.chain(
-      _common.maximize(maximize),
-      _common.coupled_weight_decay(wd_coupled, fn="radam"),
-      scale_by_radam(betas, eps),
-      _common.scale_by_lr(lr, decoupled_weight_decay=wd_decoupled, fn="radam"))
+  return _common.torch_alias("radam", scale_by_radam(betas, eps),
+                             lr=lr, maximize=maximize, weight_decay=wd_coupled,
+                             decoupled_weight_decay=wd_decoupled)
 
 
 # --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---

@@ -7,10 +7,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from optax.tree_utils import tree_cast_like
 
 from losslab_jax.optim import _common
+from losslab_jax.optim._common import ScalarOrSchedule
 
-ScalarOrSchedule = optax.ScalarOrSchedule
 
 
 class RMSpropState(NamedTuple):
@@ -87,12 +88,11 @@ def scale_by_rmsprop(alpha: float = 0.99, eps: float = 1e-8, momentum: ScalarOrS
     leaf = lambda g, s, b, ga: _rmsprop_leaf(g, s, b, ga, alpha=alpha, eps=eps, momentum=mu)  # noqa: E731
     d, sq, buf, gavg = _common.map_leaves(leaf, 4, updates, state.square_avg, state.momentum_buffer,
                                           state.grad_avg)
-    cast = lambda tree, like: jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)  # noqa: E731
     new_state = RMSpropState(
-        step=optax.safe_increment(state.step), square_avg=cast(sq, state.square_avg),
-        momentum_buffer=cast(buf, state.momentum_buffer) if use_buffer else (),
-        grad_avg=cast(gavg, state.grad_avg) if centered else ())
-    return cast(d, updates), new_state
+        step=optax.safe_increment(state.step), square_avg=tree_cast_like(sq, state.square_avg),
+        momentum_buffer=tree_cast_like(buf, state.momentum_buffer) if use_buffer else (),
+        grad_avg=tree_cast_like(gavg, state.grad_avg) if centered else ())
+    return tree_cast_like(d, updates), new_state
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -146,11 +146,8 @@ def rmsprop(lr: ScalarOrSchedule = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
   _common.check_nonneg("momentum value", momentum)
   _common.check_nonneg("weight_decay value", weight_decay)
   _common.check_nonneg("alpha value", alpha)
-  return _common.chain(
-      _common.maximize(maximize),
-      _common.coupled_weight_decay(weight_decay, fn="rmsprop"),
-      scale_by_rmsprop(alpha, eps, momentum, centered),
-      _common.scale_by_lr(lr, fn="rmsprop"))
+  return _common.torch_alias("rmsprop", scale_by_rmsprop(alpha, eps, momentum, centered),
+                             lr=lr, maximize=maximize, weight_decay=weight_decay)
 
 
 # --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---

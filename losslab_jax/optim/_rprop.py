@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from losslab_jax.optim import _common
+from losslab_jax.optim._common import ScalarOrSchedule
 
 
 class RpropState(NamedTuple):
@@ -64,7 +65,7 @@ def _rprop_leaf(g, prev, step_size, *, etaminus, etaplus, step_size_min, step_si
   return _torch_sign(g) * step_size, g, step_size
 
 
-def scale_by_rprop(lr: _common.ScalarOrSchedule = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
+def scale_by_rprop(lr: ScalarOrSchedule = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
                    step_sizes: tuple[float, float] = (1e-6, 50.0)) -> optax.GradientTransformation:
   """Rprop's step ``sign(g) * eta`` (positive: the descent direction; negate it to apply).
 
@@ -110,7 +111,7 @@ def scale_by_rprop(lr: _common.ScalarOrSchedule = 1e-2, etas: tuple[float, float
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def rprop(lr: _common.ScalarOrSchedule = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
+def rprop(lr: ScalarOrSchedule = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
           step_sizes: tuple[float, float] = (1e-6, 50.0),
           maximize: bool = False) -> optax.GradientTransformationExtraArgs:
   """The resilient backpropagation algorithm, step for step as ``torch.optim.Rprop``.

@@ -7,10 +7,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from optax.tree_utils import tree_cast_like
 
 from losslab_jax.optim import _common
+from losslab_jax.optim._common import ScalarOrSchedule
 
-ScalarOrSchedule = optax.ScalarOrSchedule
 
 
 class SGDState(NamedTuple):
@@ -83,9 +84,9 @@ def scale_by_sgd(momentum: ScalarOrSchedule = 0.0, dampening: float = 0.0,
     leaf = lambda g, b: _sgd_leaf(g, b, momentum=mu, dampening=dampening, nesterov=nesterov,  # noqa: E731
                                   first=state.step == 0, dynamic=dynamic)
     d, buf = _common.map_leaves(leaf, 2, updates, state.momentum_buffer)
-    d = jax.tree.map(lambda x, g: x.astype(g.dtype), d, updates)
+    d = tree_cast_like(d, updates)
     if use_buffer:
-      buf = jax.tree.map(lambda x, b: x.astype(b.dtype), buf, state.momentum_buffer)
+      buf = tree_cast_like(buf, state.momentum_buffer)
     return d, SGDState(step=optax.safe_increment(state.step), momentum_buffer=buf if use_buffer else ())
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -135,11 +136,8 @@ def sgd(lr: ScalarOrSchedule = 1e-3, momentum: ScalarOrSchedule = 0.0, dampening
   _common.check_nonneg("momentum value", momentum)
   _common.check_not_nan("dampening value", dampening)
   _common.check_nonneg("weight_decay value", weight_decay)
-  return _common.chain(
-      _common.maximize(maximize),
-      _common.coupled_weight_decay(weight_decay, fn="sgd"),
-      scale_by_sgd(momentum, dampening, nesterov),
-      _common.scale_by_lr(lr, fn="sgd"))
+  return _common.torch_alias("sgd", scale_by_sgd(momentum, dampening, nesterov),
+                             lr=lr, maximize=maximize, weight_decay=weight_decay)
 
 
 # --- torch twin (read by ll.interop.torch, parity and the docs; see _registry.TorchTwin) ---
