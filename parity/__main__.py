@@ -4,7 +4,7 @@ run (default)  every default case with its first config (``--all``: every case, 
                float32 and float64, in worker processes; exit 1 on any mismatch.
 list           the registered cases.
 bench [what]   speed against torch and optax (``losses``, ``optim``, ``schedules``, ``sharding``; default all).
-drift          float32 drift of the whole-model training runs, per step: parity-drift.json/.png.
+drift          float32 drift of the whole-model training runs, per step: docs/parity-drift.json/.png.
 compare M:F    your own port: run factory F of module M (dotted name or file.py), which returns the
                torch and nnx sides, and compare them (forward or training); exit 1 on a divergence.
 """
@@ -55,7 +55,8 @@ def cmd_run(args) -> int:
   results, timings = [], {}
   jobs = max(1, min(args.jobs, len(cases)))
   with Progress(console=console, transient=True) as progress:
-    task = progress.add_task(f"parity ({jobs} worker processes)", total=len(cases))
+    task = progress.add_task(f"parity ({_runner.plural(jobs, 'worker process', 'worker processes')})",
+                             total=len(cases))
     if jobs == 1:
       _runner.worker_init()
       for case in cases:
@@ -77,12 +78,21 @@ def cmd_run(args) -> int:
   for row in rows:
     row["seconds"] = round(timings[row["name"]], 3)
   print_table(rows, args.dtype, console)
-  json_path, md_path = write_reports(rows, args.dtype, Path(args.out), seconds)
   n_fail = sum(not r["passed"] for r in rows)
   scope = ("every config" if limit is None else
-           f"the default set: the first {limit} configs of each case; --all runs all of them")
-  console.print(f"{len(rows)} cases, {len(results)} config runs ({scope}), {n_fail} failed cases,"
-                f" {seconds:.1f} s; wrote {json_path} and {md_path}")
+           f"the default set: the first {'config' if limit == 1 else f'{limit} configs'} of each case;"
+           " --all runs all of them")
+  subset = bool(args.k) or sorted(args.dtype) != ["float32", "float64"]
+  if subset:   # a -k or one-dtype run must not overwrite the full report
+    scope += f"; only {' '.join(f'-k {k}' for k in args.k)} {' '.join(f'--dtype {d}' for d in args.dtype)}".rstrip()
+  json_path, md_path = write_reports(rows, args.dtype, Path(args.out), seconds,
+                                     name="parity-report-subset" if subset else "parity-report", scope=scope)
+  console.print(f"{_runner.plural(len(rows), 'case')}, {_runner.plural(len(results), 'config run')} ({scope}),"
+                f" {_runner.plural(n_fail, 'failed case')}, {seconds:.1f} s; wrote {json_path} and {md_path}",
+                highlight=False)
+  if subset:
+    console.print(f"[bold yellow]a subset run writes {json_path.name} and {md_path.name}; the full report"
+                  " (parity-report.json/.md) is left as it was[/bold yellow]")
   return 1 if n_fail else 0
 
 
@@ -124,11 +134,11 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", action="append", choices=["float32", "float64"], default=None,
                    help="dtypes to run (repeatable; default both)")
     p.add_argument("--all", action="store_true",
-                   help="every registered case and every config (default: the first %d config(s) of each default case)"
-                   % DEFAULT_CONFIGS_PER_CASE)
+                   help="every registered case and every config (default: the first config of each default case)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="worker processes (default: min(2, CPUs))")
-    p.add_argument("--out", default=".", help="directory for parity-report.json/.md (default: .)")
+    p.add_argument("--out", default=".", help="directory for parity-report.json/.md (default: .); a run with -k or"
+                   " one --dtype writes parity-report-subset.json/.md instead, leaving the full report alone")
   sub.add_parser("list", help="list registered cases")
   bench = sub.add_parser("bench", help="benchmarks against torch and optax")
   bench.add_argument("what", nargs="*", default=[], help="losses | optim | schedules | sharding (default: all)")
@@ -136,7 +146,8 @@ def main(argv=None) -> int:
   drift = sub.add_parser("drift", help="float32 drift of the training cases, per step (json + png)")
   drift.add_argument("-k", action="append", default=[], metavar="PATTERN",
                      help="only training configs whose id contains PATTERN (repeatable)")
-  drift.add_argument("--out", default=".", help="directory for parity-drift.json/.png (default: .)")
+  drift.add_argument("--out", default="docs", help="directory for parity-drift.json/.png (default: docs, where"
+                     " the README's image lives)")
   compare = sub.add_parser("compare", help="compare your own torch model and its nnx port (MODULE:FACTORY)",
                            description=__import__("parity._port._cli", fromlist=["x"]).__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,6 +158,12 @@ def main(argv=None) -> int:
   compare.add_argument("--json", default=None, metavar="PATH", help="write every report as JSON")
   compare.add_argument("--markdown", default=None, metavar="PATH", help="write every report as markdown")
   args = parser.parse_args(argv)
+  from parity._runner import missing_parity_extra
+
+  missing = missing_parity_extra()
+  if missing:
+    print(missing, file=sys.stderr)
+    return 2
   _setup_jax()
   if args.cmd == "compare":
     return cmd_compare(args)

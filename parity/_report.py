@@ -44,14 +44,28 @@ def summarize(cases: Sequence[Case], results: Sequence[ConfigResult], dtypes: Se
   return rows
 
 
-def print_table(rows: list[dict], dtypes: Sequence[str], console=None) -> None:
+def wide_console(console=None, width: int = 160):
+  """``console``, or a new rich Console, at least ``width`` columns wide when output is not a terminal.
+
+  rich lays tables out for 80 columns when stdout is piped or redirected, and cuts long names
+  (``binary_cross_e…``); a file or a pipe has no width limit, so give the table room instead.
+  """
   from rich.console import Console
-  from rich.table import Table
 
   console = console or Console()
+  if not console.is_terminal and console.width < width:
+    console = Console(file=console.file, width=width, force_terminal=False)
+  return console
+
+
+def print_table(rows: list[dict], dtypes: Sequence[str], console=None) -> None:
+  from rich.table import Table
+
+  console = wide_console(console)
   table = Table(title="losslab_jax vs torch: worst relative error over every config (values and gradients)")
-  table.add_column("case")
-  table.add_column("group")
+  # names are never cut: fold onto a second line in a narrow terminal rather than end in "…"
+  table.add_column("case", overflow="fold")
+  table.add_column("group", overflow="fold")
   table.add_column("configs", justify="right")
   for d in dtypes:
     table.add_column(f"{d} rel", justify="right")
@@ -79,15 +93,18 @@ def environment() -> dict:
   return env
 
 
-def write_reports(rows: list[dict], dtypes: Sequence[str], out_dir: Path, seconds: float) -> tuple[Path, Path]:
+def write_reports(rows: list[dict], dtypes: Sequence[str], out_dir: Path, seconds: float,
+                  name: str = "parity-report", scope: str = "") -> tuple[Path, Path]:
+  """Write ``<name>.json`` and ``<name>.md`` under ``out_dir``; ``scope`` says what the run covered."""
   out_dir.mkdir(parents=True, exist_ok=True)
   n_fail = sum(not r["passed"] for r in rows)
   payload = {"summary": {"cases": len(rows), "failed": n_fail, "configs": sum(r["configs"] for r in rows),
-                         "dtypes": list(dtypes), "seconds": round(seconds, 2)},
+                         "dtypes": list(dtypes), "seconds": round(seconds, 2), "scope": scope},
              "environment": environment(), "cases": rows}
-  json_path = out_dir / "parity-report.json"
+  json_path = out_dir / f"{name}.json"
   json_path.write_text(json.dumps(payload, indent=2, default=float))
   lines = ["# losslab_jax parity report", "",
+           *([f"Scope: {scope}.", ""] if scope else []),
            f"{len(rows)} cases, {n_fail} failed, {seconds:.1f} s. Environment: "
            + ", ".join(f"{k} {v}" for k, v in payload["environment"].items()), "",
            "| case | group | configs | " + " | ".join(f"{d} worst rel (tol)" for d in dtypes) + " | status |",
@@ -103,6 +120,6 @@ def write_reports(rows: list[dict], dtypes: Sequence[str], out_dir: Path, second
   if reasons:
     lines += ["", "## Loosened tolerances", ""]
     lines += [f"- `{r['name']}`: {r['tolerance_reason']}" for r in reasons]
-  md_path = out_dir / "parity-report.md"
+  md_path = out_dir / f"{name}.md"
   md_path.write_text("\n".join(lines) + "\n")
   return json_path, md_path

@@ -5,6 +5,30 @@ from __future__ import annotations
 import time
 
 
+PARITY_EXTRA_HINT = "install the parity extra: pip install -e '.[parity]' (torch, torchvision, lion-pytorch, rich)"
+
+
+def missing_parity_extra() -> str | None:
+  """A one-line message when a package of the ``parity`` extra cannot be imported, else None.
+
+  ``python -m parity`` compares against torch and prints with rich; without them it says what to
+  install instead of ending in a traceback.
+  """
+  import importlib
+
+  for module in ("torch", "rich"):
+    try:
+      importlib.import_module(module)
+    except ImportError as exc:
+      return f"python -m parity needs {module}, which cannot be imported ({exc}); {PARITY_EXTRA_HINT}"
+  return None
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+  """``"1 worker process"``, ``"2 worker processes"``."""
+  return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
 def setup_jax() -> None:
   import warnings
 

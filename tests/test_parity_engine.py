@@ -1,14 +1,17 @@
 """The comparator must be able to fail: wrong values, wrong gradients and wrong dtypes are caught."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from parity._case import Config, FunctionCase, TrajectoryCase
+from parity._compare import array_error, run_config
 
-import jax.numpy as jnp  # noqa: E402
 
-from parity._case import Config, FunctionCase, TrajectoryCase  # noqa: E402
-from parity._compare import array_error, run_config  # noqa: E402
+@pytest.fixture
+def torch():
+  """The function cases compare against torch; the array and trajectory checks need no torch."""
+  return pytest.importorskip("torch")
 
 
 def _inputs(rng, dtype):
@@ -20,16 +23,16 @@ def _case(jax_fn):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_correct_function_passes(dtype):
+def test_correct_function_passes(torch, dtype):
   assert run_config(_case(lambda x: jnp.sum(x ** 2)), Config("a"), dtype).passed
 
 
-def test_wrong_value_fails():
+def test_wrong_value_fails(torch):
   res = run_config(_case(lambda x: jnp.sum(x ** 2) * (1 + 1e-8)), Config("a"), "float64")
   assert not res.passed and res.value.rel > 1e-9
 
 
-def test_wrong_gradient_fails():
+def test_wrong_gradient_fails(torch):
   # value right, gradient wrong: custom rule scales the gradient
   import jax
 
@@ -42,12 +45,12 @@ def test_wrong_gradient_fails():
   assert not res.passed and res.value.rel < 1e-14 and res.grad.rel > 1e-4
 
 
-def test_dtype_mismatch_fails():
+def test_dtype_mismatch_fails(torch):
   res = run_config(_case(lambda x: jnp.sum(x ** 2).astype(jnp.float32)), Config("a"), "float64")
   assert not res.passed and "dtype" in res.message
 
 
-def test_gradient_dtype_mismatch_fails():
+def test_gradient_dtype_mismatch_fails(torch):
   # value and its dtype right, gradient values right but returned in float32 for a float64 input
   import jax
 
@@ -72,7 +75,7 @@ def test_trajectory_dtype_mismatch_fails():
   assert run_config(good, Config("a"), "float64").passed
 
 
-def test_exception_becomes_failure():
+def test_exception_becomes_failure(torch):
   def boom(x):
     raise RuntimeError("boom")
 
@@ -93,3 +96,83 @@ def test_trajectory_detects_a_late_divergence():
   case = TrajectoryCase("tt", "test", lambda seed, dtype: bad, lambda seed, dtype: traj, [Config("a")])
   res = run_config(case, Config("a"), "float64")
   assert not res.passed and "step 7" in res.message
+
+
+# --- the command line: reports, tables, smoke runs, a missing extra ---------------------------------
+
+
+def test_piped_tables_keep_whole_names():
+  import io
+
+  from rich.console import Console
+
+  from parity._report import print_table
+
+  name = "binary_cross_entropy_with_logits_pos_weight_broadcast"
+  rows = [{"name": name, "group": "losses", "configs": 3, "passed": True,
+           "dtypes": {"float64": {"worst_rel": 1e-16}}, "failures": []}]
+  buf = io.StringIO()
+  print_table(rows, ["float64"], Console(file=buf, width=80))   # what a pipe gets: 80 columns, no terminal
+  text = buf.getvalue()
+  assert name in text and "…" not in text, text
+
+
+def test_a_subset_run_leaves_the_full_report_alone(tmp_path, capsys, monkeypatch, torch):
+  import parity._case
+  from parity.__main__ import main
+
+  tiny = FunctionCase("tiny_square_sum", "test", lambda x: jnp.sum(x ** 2), lambda x: (x ** 2).sum(), _inputs,
+                      [Config("a"), Config("b")])
+  from parity import _runner
+
+  monkeypatch.setattr(parity._case, "load_all", lambda: {tiny.name: tiny})   # the registry of this run
+  # the in-process worker: its registry only (worker_init would also pin torch to one thread here)
+  monkeypatch.setattr(_runner, "worker_init", lambda: monkeypatch.setattr(_runner, "_WORKER_REGISTRY", {tiny.name: tiny}))
+  (tmp_path / "parity-report.md").write_text("the full report\n")
+  code = main(["-k", "tiny_square", "--dtype", "float64", "--jobs", "1", "--out", str(tmp_path)])
+  out = capsys.readouterr().out
+  assert code == 0, out
+  assert (tmp_path / "parity-report.md").read_text() == "the full report\n"
+  assert not (tmp_path / "parity-report.json").exists()
+  subset = (tmp_path / "parity-report-subset.md").read_text()
+  assert "Scope: every config; only -k tiny_square --dtype float64." in subset
+  assert "1 case, 2 config runs" in " ".join(out.split()), out
+  assert "the full report (parity-report.json/.md) is left as it was" in " ".join(out.split()), out
+
+
+def test_bench_quick_is_marked_a_smoke_run(tmp_path, capsys, monkeypatch):
+  import json
+  import sys
+  import types
+
+  from parity import _bench
+
+  rows = [{"bench": "focal_loss_with_a_long_name", "size": "8x3", "losslab_ms": 0.01, "optax_ms": 0.9461,
+           "torch_ms": 0.5}]
+  monkeypatch.setitem(sys.modules, "parity.benches.fake_smoke", types.SimpleNamespace(run=lambda quick: rows))
+  monkeypatch.setattr(_bench, "BENCHES", ("fake_smoke",))
+  monkeypatch.chdir(tmp_path)
+  assert _bench.main(["fake_smoke"], quick=True) == 0
+  out = " ".join(capsys.readouterr().out.split())
+  assert "SMOKE RUN (--quick)" in out and "not measurements" in out and "94.61x" not in out, out
+  assert "focal_loss_with_a_long_name" in out.replace(" ", ""), out
+  assert json.loads((tmp_path / "parity-bench-quick.json").read_text())["quick"] is True
+  assert not (tmp_path / "parity-bench.json").exists()
+  assert _bench.main(["fake_smoke"], quick=False) == 0      # a full run shows the ratios
+  assert "94.61x" in capsys.readouterr().out
+
+
+def test_without_torch_the_cli_says_which_extra_to_install(tmp_path):
+  import os
+  import pathlib
+  import subprocess
+  import sys
+
+  (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None   # import torch fails\n")
+  root = pathlib.Path(__file__).resolve().parents[1]
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)]), "JAX_PLATFORMS": "cpu"}
+  res = subprocess.run([sys.executable, "-m", "parity"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)
+  assert res.returncode == 2, res.stdout + res.stderr
+  assert "install the parity extra: pip install -e '.[parity]'" in res.stderr, res.stderr
+  assert "Traceback" not in res.stderr, res.stderr
