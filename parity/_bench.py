@@ -51,7 +51,9 @@ def main(what: list[str], quick: bool = False) -> int:
 
   import jax
 
-  console = Console()
+  from parity._report import wide_console
+
+  console = wide_console(Console())
   names = what or list(BENCHES)
   all_rows = []
   for name in names:
@@ -64,17 +66,30 @@ def main(what: list[str], quick: bool = False) -> int:
       console.print(f"[yellow]benchmark {name!r} not available: {exc}[/yellow]")
       continue
     rows = mod.run(quick)
-    table = Table(title=f"bench {name} on {jax.devices()[0].platform} (median ms; ratio = other / losslab_jax, >1: losslab_jax faster)")
+    if quick:   # tiny sizes, few repeats: it shows the benchmark runs, not how fast anything is
+      title = (f"SMOKE RUN (--quick) of bench {name} on {jax.devices()[0].platform}: tiny sizes and few repeats;"
+               " these timings are not measurements and no speed ratios are shown")
+    else:
+      title = (f"bench {name} on {jax.devices()[0].platform} (median ms; ratio = other / losslab_jax,"
+               " >1: losslab_jax faster)")
+    table = Table(title=title)
     extra_cols = [k for k in rows[0] if k not in ("bench", "size", "losslab_ms", "optax_ms", "torch_ms")] if rows else []
-    for col in ["bench", "size", "losslab_jax ms", "optax ms", "torch ms", "vs optax", "vs torch", *extra_cols]:
-      table.add_column(col, justify="left" if col in ("bench", "size") else "right")
+    ratio_cols = [] if quick else ["vs optax", "vs torch"]
+    for col in ["bench", "size", "losslab_jax ms", "optax ms", "torch ms", *ratio_cols, *extra_cols]:
+      table.add_column(col, justify="left" if col in ("bench", "size") else "right",
+                       overflow="fold" if col == "bench" else "ellipsis")
     for r in rows:
+      ratios = [] if quick else [ratio(r.get("optax_ms"), r["losslab_ms"]), ratio(r.get("torch_ms"), r["losslab_ms"])]
       table.add_row(r["bench"], str(r["size"]), f"{r['losslab_ms']:.3f}",
                     "-" if r.get("optax_ms") is None else f"{r['optax_ms']:.3f}",
                     "-" if r.get("torch_ms") is None else f"{r['torch_ms']:.3f}",
-                    ratio(r.get("optax_ms"), r["losslab_ms"]), ratio(r.get("torch_ms"), r["losslab_ms"]),
-                    *[str(r[c]) for c in extra_cols])
+                    *ratios, *[str(r[c]) for c in extra_cols])
     console.print(table)
     all_rows.extend({**r, "group": name} for r in rows)
-  Path("parity-bench.json").write_text(json.dumps({"platform": jax.devices()[0].platform, "rows": all_rows}, indent=2, default=str))
+  out = Path("parity-bench-quick.json" if quick else "parity-bench.json")
+  out.write_text(json.dumps({"platform": jax.devices()[0].platform, "quick": quick, "rows": all_rows}, indent=2,
+                            default=str))
+  if quick:
+    console.print(f"[bold yellow]--quick is a smoke run (does every benchmark run?), not a measurement; wrote {out},"
+                  " leaving parity-bench.json alone. Run without --quick for timings.[/bold yellow]")
   return 0
