@@ -255,6 +255,8 @@ def optimizer_state_from_torch(tx: optax.GradientTransformation, state_dict: Any
   for path, s in found:
     if isinstance(s, _optim.ScaleByLrState):
       near = _nearest(path, list(counters))
+      if near is None:
+        continue
       new[path] = _optim.ScaleByLrState(step=jnp.asarray(counters[near], s.step.dtype))
   known = (*by_state, _optim.ScaleByLrState)
 

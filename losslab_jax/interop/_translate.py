@@ -224,7 +224,7 @@ def schedule_of(fn: str, sched: Any, g: int) -> tuple[Any, Any]:
     total = int(sched.total_steps)
     phases = sched._schedule_phases  # noqa: SLF001
     pct = _recover(lambda p: float(p * total) - 1 == phases[0]["end_step"], (phases[0]["end_step"] + 1) / total)
-    anneal = getattr(sched, "_anneal_func_type", "cos")
+    anneal: Any = getattr(sched, "_anneal_func_type", "cos")
     initial, peak, low = (num(group[k]) for k in ("initial_lr", "max_lr", "min_lr"))
     d = _recover(lambda c: peak / c == initial, peak / initial)
     d_f = _recover(lambda c: initial / c == low, initial / low)
@@ -393,7 +393,7 @@ def from_torch_optimizer(optimizer: Any, scheduler: Any = None, *, param_names: 
   fn = "from_torch_optimizer"
   twin = twin_of(fn, optimizer)
   groups = optimizer.param_groups
-  pos = None
+  pos = 0
   if scheduler is not None:
     _check_attached(fn, optimizer, scheduler)
     pos = last_epoch(scheduler)

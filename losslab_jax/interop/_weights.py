@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Union
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Union, cast
 
 import jax
 import jax.numpy as jnp
@@ -126,7 +126,7 @@ def _dotted(path: Iterable[Any]) -> str:
   return ".".join(str(p) for p in path)
 
 
-def _tree_key(path: Iterable[Any]) -> NnxPath:
+def _tree_key(path: Sequence[Any]) -> NnxPath:
   """A pytree key path of an nnx State / nested dict as an nnx path (a Variable's ``.value`` dropped)."""
   out: list[Any] = []
   for k in path:
@@ -405,7 +405,8 @@ def _rename(name: str, rename: Any, used: set) -> str | None:
   if rename is None:
     return name
   if callable(rename):
-    return rename(name)
+    out: Any = rename(name)
+    return out
   best = None
   for k in rename:
     if k == "" or name == k or name.startswith(k + "."):
@@ -576,7 +577,7 @@ def copy_weights(torch_module: Any, nnx_module: Any, *, rename: Any = None, rule
                     f" {vshape}")
         continue
       source = canonical.get(id(v), tname)
-      entry = WeightEntry(tname, path, kind, type(var).__name__, pl, tshape, fshape, source)
+      entry = WeightEntry(tname, cast(NnxPath, path), kind, type(var).__name__, pl, tshape, fshape, source)
       plan.append((entry, var, to_numpy(v)))
       filled.add(path)
   if isinstance(rename, Mapping):
