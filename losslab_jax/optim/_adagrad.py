@@ -52,6 +52,15 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.0,
 
   Returns:
     An ``optax.GradientTransformation`` with state :class:`AdagradState`.
+
+  Examples:
+    >>> import jax.numpy as jnp, numpy as np
+    >>> import losslab_jax as ll
+    >>> tx = ll.optim.scale_by_adagrad()
+    >>> g = jnp.array([0.5, -3.0])
+    >>> d, state = tx.update(g, tx.init(g))
+    >>> print(np.round(np.asarray(d), 4))  # step 1: g / (sqrt(g²) + eps) = sign(g)
+    [ 1. -1.]
   """
   _common.check_nonneg("initial_accumulator_value value", initial_accumulator_value)
   _common.check_nonneg("epsilon value", eps)
@@ -123,6 +132,18 @@ def adagrad(lr: ScalarOrSchedule = 1e-2, lr_decay: float = 0.0, weight_decay: fl
     Torch twin: ``torch.optim.Adagrad`` (dense single-tensor path).
     Parity: float64 <= 1e-10, float32 <= 1e-5 at every one of 50 steps (case ``adagrad``,
     6 configs; measured worst relative error: float32 1.8e-6, float64 4.5e-15).
+
+  Examples:
+    >>> import jax.numpy as jnp, numpy as np, optax
+    >>> import losslab_jax as ll
+    >>> tx = ll.optim.adagrad(lr=0.1)
+    >>> p = jnp.array([1.0, -2.0])
+    >>> state = tx.init(p)
+    >>> for g in (jnp.array([0.5, -3.0]), jnp.array([0.2, 1.0])):
+    ...   u, state = tx.update(g, state, p)
+    ...   p = optax.apply_updates(p, u)
+    >>> print(np.round(np.asarray(p), 4))  # torch.optim.Adagrad(lr=0.1), the same two gradients
+    [ 0.8629 -1.9316]
   """
   _common.check_nonneg("learning rate", lr)
   _common.check_nonneg("lr_decay value", lr_decay)

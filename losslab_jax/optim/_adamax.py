@@ -52,6 +52,15 @@ def scale_by_adamax(betas: tuple[ScalarOrSchedule, float] = (0.9, 0.999),
 
   Returns:
     An ``optax.GradientTransformation`` with state :class:`AdamaxState`.
+
+  Examples:
+    >>> import jax.numpy as jnp, numpy as np
+    >>> import losslab_jax as ll
+    >>> tx = ll.optim.scale_by_adamax()
+    >>> g = jnp.array([0.5, -3.0])
+    >>> d, state = tx.update(g, tx.init(g))
+    >>> print(np.round(np.asarray(d), 4))  # step 1: (m / (1 - β1)) / max(|g|, eps) = sign(g)
+    [ 1. -1.]
   """
   check_betas(betas)
   _common.check_nonneg("epsilon value", eps)
@@ -113,6 +122,18 @@ def adamax(lr: ScalarOrSchedule = 2e-3, betas: tuple[ScalarOrSchedule, float] = 
     Torch twin: ``torch.optim.Adamax`` (single-tensor path).
     Parity: float64 <= 1e-10, float32 <= 1e-5 at every one of 50 steps (case ``adamax``,
     5 configs; measured worst relative error: float32 1.0e-6, float64 2.5e-15).
+
+  Examples:
+    >>> import jax.numpy as jnp, numpy as np, optax
+    >>> import losslab_jax as ll
+    >>> tx = ll.optim.adamax(lr=0.1)
+    >>> p = jnp.array([1.0, -2.0])
+    >>> state = tx.init(p)
+    >>> for g in (jnp.array([0.5, -3.0]), jnp.array([0.2, 1.0])):
+    ...   u, state = tx.update(g, state, p)
+    ...   p = optax.apply_updates(p, u)
+    >>> print(np.round(np.asarray(p), 4))  # torch.optim.Adamax(lr=0.1), the same two gradients
+    [ 0.8315 -1.8701]
   """
   _common.check_nonneg("learning rate", lr)
   _common.check_nonneg("epsilon value", eps)

@@ -62,6 +62,15 @@ def scale_by_asgd(lr: ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alpha: float
 
   Returns:
     An ``optax.GradientTransformation`` with state :class:`ASGDState`.
+
+  Examples:
+    >>> import jax.numpy as jnp, numpy as np
+    >>> import losslab_jax as ll
+    >>> tx = ll.optim.scale_by_asgd(lr=0.1, lambd=0.0)
+    >>> p, g = jnp.array([1.0, -2.0]), jnp.array([0.5, -3.0])
+    >>> d, state = tx.update(g, tx.init(p), p)
+    >>> print(np.round(np.asarray(d), 4))  # step 1: lr * g (the negated param change, lambd = 0)
+    [ 0.05 -0.3 ]
   """
   _common.check_nonneg("learning rate", lr)
   _common.check_nonneg("lambd value", lambd)

@@ -73,6 +73,15 @@ def scale_by_nadam(betas: tuple[ScalarOrSchedule, float] = (0.9, 0.999), eps: fl
 
   Returns:
     An ``optax.GradientTransformation`` with state :class:`NAdamState`.
+
+  Examples:
+    >>> import jax.numpy as jnp, numpy as np
+    >>> import losslab_jax as ll
+    >>> tx = ll.optim.scale_by_nadam()
+    >>> g = jnp.array([0.5, -3.0])
+    >>> d, state = tx.update(g, tx.init(g))
+    >>> print(np.round(np.asarray(d), 4))  # torch.optim.NAdam(lr=1) moves the params by these
+    [ 1.0565 -1.0565]
   """
   check_betas(betas)
   _common.check_nonneg("epsilon value", eps)
@@ -152,6 +161,18 @@ def nadam(lr: ScalarOrSchedule = 2e-3, betas: tuple[ScalarOrSchedule, float] = (
     (its default dtype), so float64 runs match torch with its default dtype float32.
     Parity: float64 <= 1e-10, float32 <= 1e-5 at every one of 50 steps (case ``nadam``,
     7 configs; measured worst relative error: float32 3.4e-6, float64 4.7e-14).
+
+  Examples:
+    >>> import jax.numpy as jnp, numpy as np, optax
+    >>> import losslab_jax as ll
+    >>> tx = ll.optim.nadam(lr=0.1)
+    >>> p = jnp.array([1.0, -2.0])
+    >>> state = tx.init(p)
+    >>> for g in (jnp.array([0.5, -3.0]), jnp.array([0.2, 1.0])):
+    ...   u, state = tx.update(g, state, p)
+    ...   p = optax.apply_updates(p, u)
+    >>> print(np.round(np.asarray(p), 4))  # torch.optim.NAdam(lr=0.1), the same two gradients
+    [ 0.8497 -1.9214]
   """
   _common.check_nonneg("learning rate", lr)
   _common.check_nonneg("epsilon value", eps)

@@ -88,6 +88,15 @@ def scale_by_rprop(lr: ScalarOrSchedule = 1e-2, etas: tuple[float, float] = (0.5
   Raises:
     ValueError: a negative ``lr``, ``etas`` outside :math:`0 < \\eta_- < 1 < \\eta_+`, or
       ``step_sizes`` with min > max.
+
+  Examples:
+    >>> import jax.numpy as jnp, numpy as np
+    >>> import losslab_jax as ll
+    >>> tx = ll.optim.scale_by_rprop(lr=0.1)
+    >>> p, g = jnp.array([1.0, -2.0]), jnp.array([0.5, -3.0])
+    >>> d, state = tx.update(g, tx.init(p), p)
+    >>> print(np.round(np.asarray(d), 4))  # step 1: the step size lr times sign(g), negated param change
+    [ 0.1 -0.1]
   """
   etaminus, etaplus, step_size_min, step_size_max = _check_rprop(lr, etas, step_sizes)
 
