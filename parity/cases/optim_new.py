@@ -245,3 +245,85 @@ register(TrajectoryCase(
                                                      "backoff_factor": 0.25, "growth_interval": 2},
                                        "inject": (9,), "gamma": 0.95})],
     what=f"params and loss scale after each of {GS_STEPS} steps"))
+
+# ---------------------------------------------------------------------------------------------
+# SWALR: get_last_lr() after k scheduler steps (the shared schedule-case driver).
+
+
+def _swalr_torch(opt, *, lr, swa_lr, **kw):
+  del lr  # the optimizer's lr (set by the driver)
+  return torch.optim.swa_utils.SWALR(opt, swa_lr=swa_lr, **kw)
+
+
+def _register_swalr():
+  from parity.cases.schedules import schedule_case
+
+  schedule_case("swa_lr", ll.schedules.swa_lr, _swalr_torch, [
+      Config("cos-default", {"lr": 0.1, "swa_lr": 0.05}, {"K": 20}),
+      Config("linear-5", {"lr": 0.3, "swa_lr": 0.01, "anneal_epochs": 5, "anneal_strategy": "linear"}, {"K": 12}),
+      Config("cos-1", {"lr": 0.05, "swa_lr": 0.2, "anneal_epochs": 1}, {"K": 6}),
+      Config("anneal-0", {"lr": 0.1, "swa_lr": 0.02, "anneal_epochs": 0}, {"K": 5}),
+      Config("cos-37", {"lr": 0.02, "swa_lr": 0.001, "anneal_epochs": 37}, {"K": 60}),
+  ], cast=("lr", "swa_lr"))
+
+
+_register_swalr()
+
+# ---------------------------------------------------------------------------------------------
+# AveragedModel: the averaged parameters after each update_parameters, along torch's SGD
+# trajectory on the shared problem (both sides average the same parameter values: torch's).
+
+AVG_STEPS = 25
+
+
+def _avg_torch_run(seed, dtype, *, avg, decay=None):
+  from parity.cases._optim_problem import PARAM_NAMES, initial, torch_loss
+
+  p0, x, y = initial(seed, dtype)
+  module = torch.nn.ParameterDict({k: torch.nn.Parameter(torch.tensor(p0[k])) for k in PARAM_NAMES})
+  multi = {"default": None, "swa": torch.optim.swa_utils.get_swa_multi_avg_fn(),
+           "ema": torch.optim.swa_utils.get_ema_multi_avg_fn(decay) if decay is not None else None}[avg]
+  averaged = torch.optim.swa_utils.AveragedModel(module, multi_avg_fn=multi)
+  opt = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
+  x, y = torch.from_numpy(x), torch.from_numpy(y)
+  seen, out = [], []
+  for _ in range(AVG_STEPS):
+    opt.zero_grad()
+    torch_loss(dict(module.items()), x, y).backward()
+    opt.step()
+    seen.append({k: v.detach().numpy().copy() for k, v in module.items()})
+    averaged.update_parameters(module)
+    out.append({k: v.detach().numpy().copy() for k, v in averaged.module.items()})
+  return out, seen
+
+
+def _avg_torch(seed, dtype, **kw):
+  key = ("avg", seed, dtype, repr(sorted(kw.items())))
+  if key not in _GS_CACHE:
+    _GS_CACHE.clear()
+    _GS_CACHE[key] = _avg_torch_run(seed, dtype, **kw)
+  return _GS_CACHE[key]
+
+
+def _avg_jax(seed, dtype, *, avg, decay=None):
+  import jax.numpy as jnp
+
+  _, seen = _avg_torch(seed, dtype, avg=avg, decay=decay)
+  fn = {"default": None, "swa": ll.optim.swa_multi_avg_fn(),
+        "ema": ll.optim.ema_multi_avg_fn(decay) if decay is not None else None}[avg]
+  tx = ll.optim.averaged_params(fn)
+  state = tx.init({k: jnp.zeros_like(jnp.asarray(v)) for k, v in seen[0].items()})
+  update = jax.jit(tx.update)
+  out = []
+  for p in seen:
+    state = update(state, {k: jnp.asarray(v) for k, v in p.items()})
+    out.append({k: np.asarray(v) for k, v in state.averaged.items()})
+  return out
+
+
+register(TrajectoryCase(
+    "averaged_params", "optim", _avg_jax, lambda seed, dtype, **kw: _avg_torch(seed, dtype, **kw)[0],
+    [Config("swa-default", {"avg": "default"}), Config("swa-multi", {"avg": "swa"}),
+     Config("ema-0.9", {"avg": "ema", "decay": 0.9}), Config("ema-0.999", {"avg": "ema", "decay": 0.999}),
+     Config("ema-0.3", {"avg": "ema", "decay": 0.3})],
+    what=f"AveragedModel parameters after each of {AVG_STEPS} update_parameters"))
