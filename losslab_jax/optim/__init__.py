@@ -74,3 +74,11 @@ from losslab_jax.optim._grad_scaler import GradScalerState as GradScalerState  #
 from losslab_jax.optim._grad_scaler import grad_scaler as grad_scaler  # noqa: E402
 from losslab_jax.optim._grad_scaler import loss_scale as loss_scale  # noqa: E402
 __all__ += ["GradScalerState", "grad_scaler", "loss_scale"]
+from losslab_jax.optim._averaging import AveragedParams as AveragedParams  # noqa: E402
+from losslab_jax.optim._averaging import AveragedParamsState as AveragedParamsState  # noqa: E402
+from losslab_jax.optim._averaging import averaged_params as averaged_params  # noqa: E402
+from losslab_jax.optim._averaging import ema_multi_avg_fn as ema_multi_avg_fn  # noqa: E402
+from losslab_jax.optim._averaging import swa_multi_avg_fn as swa_multi_avg_fn  # noqa: E402
+from losslab_jax.optim._averaging import update_bn as update_bn  # noqa: E402
+__all__ += ["AveragedParams", "AveragedParamsState", "averaged_params", "ema_multi_avg_fn", "swa_multi_avg_fn",
+            "update_bn"]

@@ -62,3 +62,5 @@ __all__ += [
     "polynomial_decay_schedule_with_warmup",
     "wsd_schedule",
 ]
+from losslab_jax.schedules._swa import swa_lr as swa_lr  # noqa: E402
+__all__ += ["swa_lr"]
