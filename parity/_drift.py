@@ -62,6 +62,47 @@ def measure(config_ids: Sequence[str] | None = None, steps: int | None = None) -
   return out
 
 
+def _panel(ax, curves: dict[str, Sequence[float]], title: str, tol: float | None, xlabel: bool, ylabel: bool) -> None:
+  """One panel: the running maximum of each named per-step error curve, log y (exact 0 drawn at 1e-9)."""
+  import matplotlib.pyplot as plt
+
+  cmap = plt.get_cmap("tab10")
+  for i, (name, values) in enumerate(curves.items()):
+    y = np.maximum.accumulate(np.asarray(values, np.float64)) if len(values) else np.zeros(0)
+    ax.semilogy(np.arange(len(y)), np.maximum(y, 1e-9), color=cmap(i % 10), lw=1.2, label=name)
+  ax.axhline(1e-5, color="k", ls="--", lw=0.8)
+  if tol:
+    ax.axhline(tol, color="r", ls=":", lw=0.8)
+  ax.set_title(title, fontsize=10)
+  ax.grid(True, which="major", alpha=0.3)
+  if xlabel:
+    ax.set_xlabel("step (state after k optimizer steps)")
+  if ylabel:
+    ax.set_ylabel("worst relative error up to step k")
+
+
+def plot_curves(runs: dict[str, dict[str, Sequence[float]]], path: Path, tolerance: float | None = None,
+                title: str = "float32 drift") -> None:
+  """One row of panels (loss, grads, params), one line per run: ``runs[name][part]`` per-step errors.
+
+  Used by :meth:`parity.TrainingReport.plot_drift` (a :func:`parity.compare_training` run).
+  """
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(1, len(PARTS), figsize=(16, 4.8), sharex=True, sharey=True)
+  for c, part in enumerate(PARTS):
+    _panel(axes[c], {name: curves.get(part, []) for name, curves in runs.items()}, f"{title}: {part}", tolerance,
+           True, c == 0)
+  handles, labels = axes[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
+  fig.tight_layout(rect=(0, 0.1, 1, 1))
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
   """The drift figure: 2 x 3 panels (comparison x part), log y, one line per config."""
   import matplotlib
@@ -71,23 +112,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
   rows = (("jax_vs_torch", "losslab_jax f32 vs torch f32"), ("torch_vs_f64", "torch f32 vs torch f64"))
   fig, axes = plt.subplots(len(rows), len(PARTS), figsize=(16, 9), sharex=True, sharey=True)
-  cmap = plt.get_cmap("tab10")
   tol = result.get("tolerance_float32")
   for r, (key, title) in enumerate(rows):
     for c, part in enumerate(PARTS):
-      ax = axes[r][c]
-      for i, (cid, curves) in enumerate(result["configs"].items()):
-        y = np.maximum.accumulate(np.asarray(curves[key][part], np.float64))
-        ax.semilogy(np.arange(len(y)), np.maximum(y, 1e-9), color=cmap(i % 10), lw=1.2, label=cid)
-      ax.axhline(1e-5, color="k", ls="--", lw=0.8)
-      if tol:
-        ax.axhline(tol, color="r", ls=":", lw=0.8)
-      ax.set_title(f"{title}: {part}", fontsize=10)
-      ax.grid(True, which="major", alpha=0.3)
-      if r == len(rows) - 1:
-        ax.set_xlabel("step (state after k optimizer steps)")
-      if c == 0:
-        ax.set_ylabel("worst relative error up to step k")
+      _panel(axes[r][c], {cid: curves[key][part] for cid, curves in result["configs"].items()},
+             f"{title}: {part}", tol, r == len(rows) - 1, c == 0)
   handles, labels = axes[0][0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
   fig.suptitle("float32 drift over 100 training steps: the worst relative error over steps 0..k "

@@ -2,11 +2,11 @@
 
 Both frameworks hold the *same* weights: :func:`build_pair` initialises the torch model with
 torch's default initialisation from one seed, builds the nnx model and copies every parameter
-across with the layout change it needs. Comparisons happen in torch's layout, by torch's
-parameter names (``fc1.weight``, ``conv1.bias``, ...): :func:`nnx_to_torch_layout` turns the nnx
-parameter state (a pure dict, as ``nnx.to_pure_dict`` gives it) into that form.
+across with :func:`parity.copy_weights` (``ll.interop.torch.copy_weights``), which returns the
+weight map the comparisons use: they happen in torch's layout, by torch's parameter names
+(``fc1.weight``, ``conv1.bias``, ...), through ``weight_map.tree_to_torch``.
 
-Layouts (torch -> nnx):
+Layouts (torch -> nnx; the standard layers' rules of ``copy_weights``, plus one rule here):
 
 * ``nn.Linear`` weight ``(out, in)`` -> ``nnx.Linear`` kernel ``(in, out)``: a transpose.
 * ``nn.Conv2d`` weight ``(out, in, kh, kw)`` -> ``nnx.Conv`` kernel ``(kh, kw, in, out)``.
@@ -24,9 +24,6 @@ Models:
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -120,7 +117,7 @@ def _nnx_classes():
 
 
 def build_nnx(kind: str, dtype: str, seed: int = 0):
-  """The nnx model ``kind`` with flax's own initialisation (overwrite it with :func:`copy_torch_to_nnx`)."""
+  """The nnx model ``kind`` with flax's own initialisation (overwrite it with :func:`copy_weights`)."""
   import jax.numpy as jnp
   from flax import nnx
 
@@ -128,19 +125,7 @@ def build_nnx(kind: str, dtype: str, seed: int = 0):
   return _nnx_classes()[kind](dtype=jnp.dtype(dtype), rngs=nnx.Rngs(seed))
 
 
-# --- layouts ----------------------------------------------------------------------------------
-
-
-def _t(a):
-  return a.T
-
-
-def _conv_to_nnx(w):  # (out, in, kh, kw) -> (kh, kw, in, out)
-  return w.transpose(2, 3, 1, 0)
-
-
-def _conv_to_torch(k):  # (kh, kw, in, out) -> (out, in, kh, kw)
-  return k.transpose(3, 2, 0, 1)
+# --- weights: parity.copy_weights, with one rule for the CNN's flattened dense layer --------------
 
 
 def _flat_dense_to_nnx(w):  # (out, C*H*W) -> (H*W*C, out)
@@ -153,29 +138,14 @@ def _flat_dense_to_torch(k):  # (H*W*C, out) -> (out, C*H*W)
   return k.reshape(_FEAT, _FEAT, c, NUM_OUT).transpose(3, 2, 0, 1).reshape(NUM_OUT, c * _FEAT * _FEAT)
 
 
-def _same(a):
-  return a
+def _rules(kind: str):
+  """``copy_weights`` rules: the standard layers need none; the CNN's ``fc`` reads NCHW-flattened features."""
+  if kind != "cnn":
+    return None
+  from losslab_jax.interop.torch import Placement
 
-
-# torch name -> (nnx path, torch->nnx, nnx->torch)
-_Layout = dict[str, tuple[tuple[str, str], Callable[[Any], Any], Callable[[Any], Any]]]
-
-LAYOUTS: dict[str, _Layout] = {
-    "mlp": {
-        "fc1.weight": (("fc1", "kernel"), _t, _t),
-        "fc1.bias": (("fc1", "bias"), _same, _same),
-        "fc2.weight": (("fc2", "kernel"), _t, _t),
-        "fc2.bias": (("fc2", "bias"), _same, _same),
-    },
-    "cnn": {
-        "conv1.weight": (("conv1", "kernel"), _conv_to_nnx, _conv_to_torch),
-        "conv1.bias": (("conv1", "bias"), _same, _same),
-        "conv2.weight": (("conv2", "kernel"), _conv_to_nnx, _conv_to_torch),
-        "conv2.bias": (("conv2", "bias"), _same, _same),
-        "fc.weight": (("fc", "kernel"), _flat_dense_to_nnx, _flat_dense_to_torch),
-        "fc.bias": (("fc", "bias"), _same, _same),
-    },
-}
+  return {"fc": {"weight": Placement("kernel", to_flax=_flat_dense_to_nnx, to_torch=_flat_dense_to_torch),
+                 "bias": "bias"}}
 
 
 def _check_kind(kind: str) -> None:
@@ -183,39 +153,14 @@ def _check_kind(kind: str) -> None:
     raise ValueError(f"parity models: expected kind in {MODELS}, got {kind!r}")
 
 
-def nnx_to_torch_layout(kind: str, pure: dict) -> dict[str, Any]:
-  """An nnx parameter pure dict (``{"fc1": {"kernel": ...}}``) -> ``{torch name: array}`` in torch's layout.
+def copy_weights(kind: str, torch_model, nnx_model):
+  """Copy ``torch_model``'s parameters into ``nnx_model`` (in place, exact) with :func:`parity.copy_weights`;
+  returns the weight map, which converts any per-parameter tree (gradients, moments) between layouts."""
+  from parity._port._weights import copy_weights as _copy
 
-  Works on numpy and on JAX arrays (also traced ones), and on any pytree of the same structure
-  (gradients, optimizer moments).
-  """
   _check_kind(kind)
-  return {name: to_torch(pure[path[0]][path[1]]) for name, (path, _, to_torch) in LAYOUTS[kind].items()}
-
-
-def torch_layout_to_nnx(kind: str, named: dict[str, Any]) -> dict:
-  """The inverse of :func:`nnx_to_torch_layout`: ``{torch name: array}`` -> nnx pure dict."""
-  _check_kind(kind)
-  pure: dict[str, dict[str, Any]] = {}
-  for name, (path, to_nnx, _) in LAYOUTS[kind].items():
-    pure.setdefault(path[0], {})[path[1]] = to_nnx(named[name])
-  return pure
-
-
-def copy_torch_to_nnx(kind: str, torch_model, nnx_model) -> None:
-  """Overwrite ``nnx_model``'s parameters with ``torch_model``'s (in place, exact copies)."""
-  import jax.numpy as jnp
-  from flax import nnx
-
-  named = torch_named_params(torch_model)
-  if set(named) != set(LAYOUTS[kind]):
-    raise ValueError(f"parity models: torch {kind} has parameters {sorted(named)}, "
-                     f"expected {sorted(LAYOUTS[kind])}")
-  pure = torch_layout_to_nnx(kind, named)
-  state = nnx.state(nnx_model, nnx.Param)
-  nnx.replace_by_pure_dict(state, {m: {p: jnp.asarray(np.ascontiguousarray(v)) for p, v in d.items()}
-                                   for m, d in pure.items()})
-  nnx.update(nnx_model, state)
+  rules = _rules(kind)
+  return _copy(torch_model, nnx_model, **({"rules": rules} if rules else {}))
 
 
 def nnx_params(nnx_model) -> dict:
@@ -226,11 +171,10 @@ def nnx_params(nnx_model) -> dict:
 
 
 def build_pair(kind: str, seed: int, dtype: str):
-  """``(torch_model, nnx_model)``: torch's default init from ``seed``, copied into the nnx model."""
+  """``(torch_model, nnx_model, weight_map)``: torch's default init from ``seed``, copied into the nnx model."""
   torch_model = build_torch(kind, seed, dtype)
   nnx_model = build_nnx(kind, dtype)
-  copy_torch_to_nnx(kind, torch_model, nnx_model)
-  return torch_model, nnx_model
+  return torch_model, nnx_model, copy_weights(kind, torch_model, nnx_model)
 
 
 def input_shape(kind: str, batch: int, layout: str) -> tuple[int, ...]:

@@ -1,4 +1,5 @@
-"""Whole-model training parity: the twin models, the data, the config coverage and the drift report.
+"""Whole-model training parity: the twin models, the data, the config coverage, the drift report, and the
+shared engine with parity.compare_training.
 
 The training trajectories themselves are compared by ``tests/test_parity.py`` (cases ``training``,
 ``training_loss``, ``training_first_step``). These tests check what those comparisons rest on.
@@ -21,7 +22,7 @@ from parity.cases import training  # noqa: E402
 @pytest.mark.parametrize("kind", _models.MODELS)
 def test_copied_weights_give_torch_outputs_and_grads(kind):
   """At init, on the same float64 input, nnx equals torch: outputs and every parameter gradient."""
-  torch_model, nnx_model = _models.build_pair(kind, 7, "float64")
+  torch_model, nnx_model, wm = _models.build_pair(kind, 7, "float64")
   rng = np.random.default_rng(0)
   x = rng.standard_normal(_models.input_shape(kind, 5, "torch"))
   cot = rng.standard_normal((5, _models.NUM_OUT))
@@ -40,8 +41,8 @@ def test_copied_weights_give_torch_outputs_and_grads(kind):
 
   (_, out_j), grads_j = jax.value_and_grad(f, has_aux=True)(state)
   np.testing.assert_allclose(np.asarray(out_j), out_t.detach().numpy(), rtol=1e-12, atol=1e-12)
-  grads_j = _models.nnx_to_torch_layout(kind, nnx.to_pure_dict(grads_j))
-  assert set(grads_j) == set(grads_t)
+  grads_j = wm.tree_to_torch(grads_j)
+  assert list(grads_j) == list(grads_t)
   for name, g in grads_t.items():
     assert grads_j[name].shape == g.shape, name
     np.testing.assert_allclose(np.asarray(grads_j[name]), g, rtol=1e-12, atol=1e-12, err_msg=name)
@@ -50,21 +51,41 @@ def test_copied_weights_give_torch_outputs_and_grads(kind):
 @pytest.mark.parametrize("kind", _models.MODELS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_copy_is_exact_and_layouts_invert(kind, dtype):
-  torch_model, nnx_model = _models.build_pair(kind, 3, dtype)
+  from flax import nnx
+
+  torch_model, nnx_model, wm = _models.build_pair(kind, 3, dtype)
   named = _models.torch_named_params(torch_model)
-  back = _models.nnx_to_torch_layout(kind, _models.nnx_params(nnx_model))
+  back = wm.tree_to_torch(nnx.state(nnx_model, nnx.Param))
   assert list(back) == list(named)  # torch's order of named_parameters
   for name, value in named.items():
     assert np.asarray(back[name]).dtype == np.dtype(dtype)
     np.testing.assert_array_equal(np.asarray(back[name]), value, err_msg=name)
-  again = _models.nnx_to_torch_layout(kind, _models.torch_layout_to_nnx(kind, named))
+  again = wm.tree_to_torch(wm.tree_from_torch(named))
   for name, value in named.items():
     np.testing.assert_array_equal(again[name], value)
 
 
+def test_training_case_and_compare_training_share_the_engine():
+  """compare_training, given the training case's transformation, passes on the same models and data."""
+  import parity
+
+  cfg = training.CONFIGS[0]
+  kw = dict(cfg.kwargs)
+  model, loss, clip = kw.pop("model"), kw.pop("loss"), kw.pop("clip")
+  torch_model, nnx_model, wm = _models.build_pair(model, 5, "float64")
+  opt, sched = training.torch_optimizer(torch_model.parameters(), **kw)
+  tx = training.jax_transform(clip=clip, **kw)
+  xs, ys = training.make_data(5, "float64", model, loss, 6)
+  t_loss, j_loss = training._torch_loss(loss), training._jax_loss(loss)
+  report = parity.compare_training(torch_model, opt, lambda m, b: t_loss(m(b[0]), b[1]), nnx_model,
+                                   lambda m, b: j_loss(m(b[0]), b[1]), list(zip(xs, ys)), tx=tx, scheduler=sched,
+                                   clip_grad_norm=clip, weight_map=wm)
+  assert report.passed, str(report)
+
+
 def test_cnn_dense_layer_is_permuted_not_just_transposed():
   """torch flattens (C, H, W), nnx (H, W, C): a plain transpose of fc.weight would be wrong."""
-  torch_model, nnx_model = _models.build_pair("cnn", 5, "float64")
+  torch_model, nnx_model, _ = _models.build_pair("cnn", 5, "float64")
   w = torch_model.fc.weight.detach().numpy()
   kernel = np.asarray(_models.nnx_params(nnx_model)["fc"]["kernel"])
   assert not np.array_equal(kernel, w.T)

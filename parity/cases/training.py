@@ -13,10 +13,13 @@ the state after ``k`` steps:
 
 all in torch's layout and names (``fc1.weight``, ``conv1.bias``, ...), compared record by record.
 
-The JAX step is ``nnx.split`` once, then one jitted function: ``jax.value_and_grad`` of
-``loss(nnx.merge(graphdef, params)(x), y)`` and the update of
-``optax.chain([ll.optim.clip_grad_norm(c),] <optimizer with its schedule>[, reduce_lr_on_plateau])``.
-The torch step is ``zero_grad, loss.backward(), clip_grad_norm_, opt.step(), scheduler.step()``.
+Both loops are the engine of :func:`parity.compare_training` (:mod:`parity._port._training`), so
+the project's own whole-model parity and a user's port are checked by the same code. The JAX step:
+``jax.value_and_grad`` of ``loss(nnx.merge(graphdef, params, rest)(x), y)``, then the update of
+``optax.chain([ll.optim.clip_grad_norm(c),] <optimizer with its schedule>[, reduce_lr_on_plateau])``
+with ``value=loss``. The torch step is ``zero_grad, loss.backward(), clip_grad_norm_, opt.step(),
+scheduler.step()``. Weights are copied by :func:`parity.copy_weights` and compared through its
+weight map.
 
 Schedules (all of length :data:`STEPS`, also in the 1-step case):
 
@@ -204,7 +207,7 @@ def torch_optimizer(params, *, optimizer: str, schedule: str, lr: float, total_s
   return opt, sched.ReduceLROnPlateau(opt, **skw)
 
 
-# --- the two training loops -------------------------------------------------------------------
+# --- the two training loops: parity.compare_training's engine -------------------------------------
 
 
 def _freeze(kw: dict) -> tuple:
@@ -217,33 +220,20 @@ def _thaw(frozen: tuple) -> dict:
 
 @functools.lru_cache(maxsize=64)
 def _jax_step(model: str, dtype: str, loss: str, frozen_opt: tuple):
-  """``(tx, jitted step)`` for one configuration; cached so that short and long runs share a compile."""
-  import jax
-  import optax
+  """``(tx, step functions)`` for one configuration; cached so that short and long runs share a compile."""
   from flax import nnx
 
-  graphdef, _ = nnx.split(_models.build_nnx(model, dtype))
+  from parity._port._training import make_jax_step
+
+  graphdef, _, _ = nnx.split(_models.build_nnx(model, dtype), nnx.Param, ...)
   tx = jax_transform(**_thaw(frozen_opt))
   loss_fn = _jax_loss(loss)
-
-  @jax.jit
-  def step(params, opt_state, x, y):
-    value, grads = jax.value_and_grad(lambda p: loss_fn(nnx.merge(graphdef, p)(x), y))(params)
-    updates, opt_state = tx.update(grads, opt_state, params, value=value)
-    return optax.apply_updates(params, updates), opt_state, value, grads
-
-  return tx, step
+  return tx, make_jax_step(graphdef, tx, lambda m, b: loss_fn(m(b[0]), b[1]))
 
 
-def _jax_record(model: str, state) -> dict:
-  from flax import nnx
-
-  return _models.nnx_to_torch_layout(model, {m: {p: np.asarray(v) for p, v in d.items()}
-                                             for m, d in nnx.to_pure_dict(state).items()})
-
-
-def _keep(rec: dict, record: tuple[str, ...]) -> dict:
-  return {k: v for k, v in rec.items() if k in record}
+def _records(run, steps: int, record: tuple[str, ...]) -> list[dict]:
+  return [{k: v for k, v in (("loss", np.asarray(run.loss[k])), ("grads", run.grads[k]), ("params", run.params[k]))
+           if k in record} for k in range(steps + 1)]
 
 
 def run_jax(seed: int, dtype: str, *, model: str, loss: str, steps: int = STEPS,
@@ -252,68 +242,41 @@ def run_jax(seed: int, dtype: str, *, model: str, loss: str, steps: int = STEPS,
 
   Record ``k`` holds the parameters after ``k`` optimizer steps and the loss and raw gradients
   there, on mini-batch ``k``; record 0 is the copied initial state, so the comparison also sees
-  the magnitudes the parameters started from.
+  the magnitudes the parameters started from. The loop is :func:`parity._port._training.jax_steps`
+  (the engine of :func:`parity.compare_training`).
   """
-  import jax.numpy as jnp
-  from flax import nnx
+  from parity._port._training import jax_steps
 
   _check(opt_kw["optimizer"], opt_kw["schedule"], loss, model)
-  _, nnx_model = _models.build_pair(model, seed, dtype)
-  _, params = nnx.split(nnx_model)
-  tx, step = _jax_step(model, dtype, loss, _freeze(opt_kw))
-  opt_state = tx.init(params)
+  _, nnx_model, weight_map = _models.build_pair(model, seed, dtype)
+  tx, step_fns = _jax_step(model, dtype, loss, _freeze(opt_kw))
   xs, ys = make_data(seed, dtype, model, loss, steps + 1)
-  out = []
-  for k in range(steps + 1):
-    x = jnp.asarray(_models.to_nnx_input(model, xs[k]))
-    new_params, opt_state, value, grads = step(params, opt_state, x, jnp.asarray(ys[k]))
-    out.append(_keep({"loss": np.asarray(value), "grads": _jax_record(model, grads),
-                      "params": _jax_record(model, params)}, record))
-    params = new_params  # the update after the last record is computed and dropped
-  return out
+  run = jax_steps(nnx_model, tx, None, list(zip(xs, ys)), weight_map=weight_map, dtype=dtype, step_fns=step_fns,
+                  jax_batch=lambda b: (_models.to_nnx_input(model, b[0]), b[1]), last_update=False)
+  return _records(run, steps, record)
 
 
 def run_torch(seed: int, dtype: str, *, model: str, loss: str, steps: int = STEPS, clip: float | None,
               record: tuple[str, ...] = RECORD, **opt_kw) -> list[dict]:
-  """The torch run, the same records as :func:`run_jax`."""
+  """The torch run, the same records as :func:`run_jax` (loop: :func:`parity._port._training.torch_steps`)."""
   import torch
+
+  from parity._port._training import torch_steps
 
   _check(opt_kw["optimizer"], opt_kw["schedule"], loss, model)
   threads = torch.get_num_threads()
   torch.set_num_threads(1)  # tiny models: more threads only add contention (10x slower on 2 busy cores)
   try:
-    return _torch_loop(seed, dtype, model=model, loss=loss, steps=steps, clip=clip, record=record,
-                       **opt_kw)
+    net = _models.build_torch(model, seed, dtype)
+    opt, sched = torch_optimizer(net.parameters(), **opt_kw)
+    loss_fn = _torch_loss(loss)
+    xs, ys = make_data(seed, dtype, model, loss, steps + 1)
+    run = torch_steps(net, opt, lambda m, b: loss_fn(m(b[0]), b[1]), list(zip(xs, ys)), dtype=dtype,
+                      scheduler=sched, scheduler_interval="plateau" if opt_kw["schedule"] == "plateau" else "step",
+                      clip_grad_norm=clip, last_update=False)
   finally:
     torch.set_num_threads(threads)
-
-
-def _torch_loop(seed, dtype, *, model, loss, steps, clip, record, **opt_kw):
-  import torch
-
-  net = _models.build_torch(model, seed, dtype)
-  opt, sched = torch_optimizer(net.parameters(), **opt_kw)
-  plateau = opt_kw["schedule"] == "plateau"
-  loss_fn = _torch_loss(loss)
-  xs, ys = make_data(seed, dtype, model, loss, steps + 1)
-  out = []
-  for k in range(steps + 1):
-    params = _models.torch_named_params(net)
-    opt.zero_grad()
-    value = loss_fn(net(torch.from_numpy(xs[k])), torch.from_numpy(ys[k]))
-    value.backward()
-    grads = {n: p.grad.detach().numpy().copy() for n, p in net.named_parameters()}
-    out.append(_keep({"loss": value.detach().numpy().copy(), "grads": grads, "params": params}, record))
-    if k == steps:
-      break
-    if clip is not None:
-      torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-    if plateau:
-      sched.step(value.item())
-    opt.step()
-    if not plateau:
-      sched.step()
-  return out
+  return _records(run, steps, record)
 
 
 # --- configurations ---------------------------------------------------------------------------

@@ -197,6 +197,9 @@ def test_report_outputs_and_validation(torch, tmp_path):
   assert r.to_markdown().startswith("## compare_training: passed")
   curves = r.curves()
   assert set(curves) == {"loss", "grads", "params"} and len(curves["loss"]) == 2
+  pytest.importorskip("matplotlib")
+  r.plot_drift(tmp_path / "drift.png")
+  assert (tmp_path / "drift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   with pytest.raises(ValueError, match="steps_per_epoch"):
     _run("mlp", _adam(), scheduler_interval="epoch")
   with pytest.raises(ValueError, match="scheduler_interval"):
