@@ -55,6 +55,16 @@ SPEC = [
     'asgd(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, maximize=False)',
     'lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0)',
     'lbfgs(lr=1.0, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9, history_size=100, line_search_fn=None)',
+    'adafactor(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, maximize=False)',
+    'muon(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True, ns_coefficients=(3.4445, -4.775, 2.0315), eps=1e-7, ns_steps=5, adjust_lr_fn=None)',
+    'get_total_norm(tree, norm_type=2.0)',
+    'clip_grads_with_norm(tree, max_norm, total_norm)',
+    'averaged_params(multi_avg_fn=None)',
+    'ema_multi_avg_fn(decay=0.999)',
+    'swa_multi_avg_fn()',
+    'grad_scaler(tx, init_scale=65536.0, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000)',
+    'loss_scale(opt_state)',
+    'swa_lr(lr, swa_lr, anneal_epochs=10, anneal_strategy="cos")',
     'clip_grad_norm(max_norm, norm_type=2.0)',
     'clip_grad_value(clip_value)',
     'param_groups(transforms: dict[str, tx], labels)',
@@ -93,6 +103,8 @@ SPEC = [
 LOSSES = {s.split("(")[0] for s in SPEC[:25]}
 OPTIM = {"sgd", "adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "adagrad", "adadelta", "rprop", "asgd",
          "lion", "lbfgs", "clip_grad_norm", "clip_grad_value", "param_groups", "reduce_lr_on_plateau"}
+OPTIM |= {"adafactor", "muon", "get_total_norm", "clip_grads_with_norm", "averaged_params", "ema_multi_avg_fn",
+          "swa_multi_avg_fn", "grad_scaler", "loss_scale"}
 ANALYSIS = {"loss_landscape", "gradient_flow", "check_convergence", "sharpness"}
 ARRAY_NAMES = {"input", "target", "var", "weight", "input1", "input2", "anchor", "positive", "negative", "labels"}
 
