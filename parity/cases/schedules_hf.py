@@ -16,11 +16,12 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from torch.optim import lr_scheduler as S
 
 import losslab_jax as ll
-from parity._case import Config
-from parity.cases.schedules import _lr, schedule_case
+from parity._case import Config, TrajectoryCase, register
+from parity.cases.schedules import _f32, _jax_values, _lr, _torch_values
 
 F = ll.schedules
 
@@ -53,6 +54,28 @@ def _ours(name: str) -> Callable[..., Any]:
       return getattr(F, name)(lr, **kw)
 
   return make
+
+
+def schedule_case(name: str, jax_make: Callable[..., Any], torch_make: Callable[..., Any], configs: list[Config],
+                  draw: Callable[[np.random.Generator], dict]) -> None:
+  """``jax_make(lr, **kw)(k)`` against torch's ``torch_make(optimizer, lr, **kw)`` for k = 0..K.
+
+  torch keeps the lr as a Python double; in the float32 run that reference is rounded to float32
+  (a relative change of at most 6e-8), since the comparator requires the dtypes to match.
+  """
+
+  def run_jax(seed, dtype, *, K, **kw):
+    kw = {**draw(np.random.default_rng(seed)), **kw}
+    kw["lr"] = _f32(dtype)(kw["lr"])
+    return _jax_values(jax_make(**kw), K)
+
+  def run_torch(seed, dtype, *, K, **kw):
+    kw = {**draw(np.random.default_rng(seed)), **kw}
+    values = _torch_values(lambda opt: torch_make(opt, **kw), K, lr=kw["lr"])
+    return [{k: np.asarray(v, dtype=dtype) for k, v in step.items()} for step in values]
+
+  register(TrajectoryCase(name, "schedules", run_jax, run_torch, configs,
+                          what="lr at each count 0..K (eager, jit, vector)"))
 
 
 def hf_case(name: str, configs: list[Config]) -> None:
