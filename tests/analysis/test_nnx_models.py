@@ -6,6 +6,7 @@ layers). Expected values come from ``nnx.grad`` / ``jax.hessian`` on the paramet
 """
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -87,7 +88,8 @@ def test_sharpness_is_the_parameter_hessians_top_eigenvalue():
   eig = np.linalg.eigvalsh(np.asarray(hessian))
   top = eig[np.argmax(np.abs(eig))]
   res = ll.analysis.sharpness(_loss, model, x, y, iters=100)
-  np.testing.assert_allclose(float(res.max_eigenvalue), top, rtol=1e-6)  # power iteration, 100 steps
+  # eigenvalues 127.3, 91.5, -26.8: after 100 steps the error (0.72^100 of the start) is at rounding level
+  np.testing.assert_allclose(float(res.max_eigenvalue), top, rtol=1e-10)
   assert sorted(ll.analysis._common.leaf_names(res.eigenvector)) == PARAM_NAMES
 
 
