@@ -64,3 +64,14 @@ def test_allow_skips_lists_them_without_failing(tmp_path):
 def test_exit_status(tmp_path, files, code):
   res = _run(tmp_path, files)
   assert res.returncode == code, res.stdout + res.stderr
+
+
+def test_optional_import_skips_only_where_it_is_used():
+  from tests._optional import optional_import
+
+  missing = optional_import("no_such_module_losslab_gate")
+  assert "not imported yet" in repr(missing)          # creating and printing it imports nothing
+  with pytest.raises(pytest.skip.Exception, match="could not import 'no_such_module_losslab_gate'"):
+    missing.anything                                  # noqa: B018 - first use inside a test: skip it
+  present = optional_import("json")
+  assert present.dumps([1]) == "[1]" and "imported" in repr(present)
