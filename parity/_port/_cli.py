@@ -80,12 +80,14 @@ def main(factory: str, dtypes: list[str] | None, json_path: str | None, md_path:
   try:
     fn = load_factory(factory)
   except (ValueError, ImportError) as exc:
-    console.print(f"[red]{exc}[/red]", highlight=False)
+    msg = str(exc) if str(exc).startswith("parity compare") else f"parity compare: cannot load {factory}: {exc}"
+    console.print(msg, style="red", highlight=False, markup=False)
     return 2
   calls: list[tuple[str, Any]] = []
   if dtypes:
     if "dtype" not in inspect.signature(fn).parameters:
-      console.print(f"[red]parity compare: --dtype given but {factory} takes no dtype argument[/red]", highlight=False)
+      console.print(f"parity compare: --dtype given but {factory} takes no dtype argument", style="red",
+                    highlight=False, markup=False)
       return 2
     calls = [(d, fn(dtype=d)) for d in dtypes]
   else:
@@ -103,7 +105,7 @@ def main(factory: str, dtypes: list[str] | None, json_path: str | None, md_path:
         console.print(report)
         results.append((name, report))
   except ValueError as exc:
-    console.print(f"[red]{exc}[/red]", highlight=False)
+    console.print(str(exc), style="red", highlight=False, markup=False)
     return 2
   n_fail = sum(not r.passed for _, r in results)
   console.print(f"{len(results)} comparisons, {n_fail} failed")
