@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from losslab_jax._internal import _checks
 from losslab_jax.optim import _common
 
 ScalarOrSchedule = optax.ScalarOrSchedule
@@ -35,7 +36,8 @@ class AdafactorState(NamedTuple):
 
 
 def _checkable(value: Any) -> bool:
-  return not callable(value) and not isinstance(value, jax.core.Tracer)
+  """A value fixed now (schedules and traced values are not checked)."""
+  return not callable(value) and _checks.is_concrete(value)
 
 
 def _check_adafactor(lr: Any, beta2_decay: Any, eps: Any, d: Any, weight_decay: Any) -> None:
@@ -138,7 +140,7 @@ def scale_by_adafactor(lr: ScalarOrSchedule = 1e-2, beta2_decay: float = -0.8,
       raise ValueError("adafactor: the step size is relative to the parameters' RMS; call"
                        " `update(grads, state, params)` (optax.apply_updates style), not `update(grads, state)`")
     sd = _common.scalar_dtype()
-    step = optax.safe_increment(state.step)                     # torch: step_t += 1 before use
+    step = jnp.asarray(optax.safe_increment(state.step))        # torch: step_t += 1 before use
     t = step.astype(sd)
     w = jnp.power(t, jnp.asarray(beta2_decay, sd))              # one_minus_beta2_t = t ** beta2_decay
     lr_k = _common.resolve(lr, state.step).astype(sd)
@@ -178,7 +180,7 @@ def _negate_and_decay(lr: ScalarOrSchedule, weight_decay: float) -> optax.Gradie
       dt = jnp.result_type(factor, p)
       return (-u.astype(dt) + (factor.astype(dt) - 1) * p.astype(dt)).astype(u.dtype)
 
-    return jax.tree.map(decayed, updates, params), _DecayState(step=optax.safe_increment(state.step))
+    return jax.tree.map(decayed, updates, params), _DecayState(step=jnp.asarray(optax.safe_increment(state.step)))
 
   return optax.GradientTransformation(init_fn, update_fn)
 

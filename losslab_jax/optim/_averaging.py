@@ -32,7 +32,7 @@ class AveragedParams(NamedTuple):
   update: Callable[[AveragedParamsState, Any], AveragedParamsState]
 
 
-def _lerp(start: jax.Array, end: jax.Array, w: jax.Array) -> jax.Array:
+def _lerp(start: jax.Array, end: jax.Array, w: Any) -> jax.Array:
   """torch's ``lerp`` with a scalar weight: ``start + w (end - start)`` for ``|w| < 0.5``, else
   ``end - (end - start)(1 - w)``."""
   w = jnp.asarray(w, start.dtype)

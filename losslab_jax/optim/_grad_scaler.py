@@ -204,7 +204,7 @@ def loss_scale(opt_state: Any) -> jax.Array:
   if len(found) != 1:
     raise ValueError(f"loss_scale: expected exactly one grad_scaler state in `opt_state`, got {len(found)};"
                      " wrap the optimizer with ll.optim.grad_scaler(...)")
-  s = found[0].scale
+  s: Any = found[0].scale
   if hasattr(s, "get_value"):   # an nnx.Variable (nnx.Optimizer.opt_state)
     s = s.get_value()
   return jnp.asarray(s, jnp.float32)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from losslab_jax._internal import _checks
 from losslab_jax.optim import _common
 
 ScalarOrSchedule = optax.ScalarOrSchedule
@@ -28,7 +29,8 @@ class MuonState(NamedTuple):
 
 
 def _checkable(value: Any) -> bool:
-  return not callable(value) and not isinstance(value, jax.core.Tracer)
+  """A value fixed now (schedules and traced values are not checked)."""
+  return not callable(value) and _checks.is_concrete(value)
 
 
 def _check_muon(lr: Any, weight_decay: Any, momentum: Any, ns_coefficients: Any, ns_steps: Any,
