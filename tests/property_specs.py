@@ -27,6 +27,8 @@ class LossSpec:
     sum_of_none: ``reduction="sum"`` equals ``sum(reduction="none")``.
     vmap_ok: vmapping over the leading axis is meaningful (the per-example call is valid).
     low_precision: bf16/f16 inputs are accepted.
+    nan_row: the batch entry (index on the leading axis) that the NaN test fills with NaN in each
+      differentiated input; pick one whose loss depends on it (not an all-ignored row).
   """
 
   id: str
@@ -41,3 +43,4 @@ class LossSpec:
   vmap_ok: bool = True
   low_precision: bool = True
   reductions: tuple[str, ...] = ("none", "mean", "sum")
+  nan_row: int = 0

@@ -59,6 +59,27 @@ def test_grad_is_finite(spec):
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_nan_input_gives_nan_value_and_gradient(spec):
+  """A NaN in any differentiated input makes the loss NaN and its gradient non-finite.
+
+  Guards like ``where(z > 0, z, 0)`` or ``where(s > 0, sqrt(s), 0)`` return a plausible number for
+  NaN; torch returns NaN. One batch entry (``spec.nan_row``) of one input at a time is NaN. Under
+  ``jit``, because an eager call may raise instead (a value check: NaN is not a probability).
+  """
+  args = _inputs(spec)
+  for pos in spec.diff:
+    poisoned = np.array(args[pos])
+    poisoned[spec.nan_row] = np.nan
+    def scalar(a, pos=pos):
+      full = list(args)
+      full[pos] = a
+      return _call(spec, tuple(full), "sum")
+    val, g = jax.jit(jax.value_and_grad(scalar))(jnp.asarray(poisoned))
+    assert np.isnan(np.asarray(val)), f"input {pos}: NaN in, value {val}"
+    assert not np.isfinite(np.asarray(g)).all(), f"input {pos}: NaN in, finite gradient {g}"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32", "float64"])
 def test_dtype_preserved(spec, dtype):
   if dtype in ("bfloat16", "float16") and not spec.low_precision:

@@ -78,6 +78,25 @@ def check_positive(fn: str, name: str, value: float, *, allow_zero: bool = False
     raise ValueError(f"{fn}: expected `{name}` {bound}, got {value!r}")
 
 
+def static_number(fn: str, name: str, value: Any) -> float:
+  """``value`` as a Python float; a traced or non-numeric value raises ``TypeError``.
+
+  For hyperparameters that choose the computation at trace time (``label_smoothing``, a norm
+  degree ``p``, ``gamma``): under ``jit`` pass them as Python numbers (closed over, or marked
+  static), not as traced arguments.
+  """
+  if not is_concrete(value):
+    raise TypeError(
+        f"{fn}: expected `{name}` to be a static Python number, got a traced value ({value});"
+        f" pass it as a Python float (close over it, or mark it static under jit)"
+    )
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.number, np.ndarray, jax.Array)):
+    raise TypeError(f"{fn}: expected `{name}` to be a Python number, got {value!r}")
+  if np.ndim(value) != 0:
+    raise TypeError(f"{fn}: expected `{name}` to be a scalar number, got shape {np.shape(value)}")
+  return float(value)
+
+
 def raise_if_concrete(fn: str, condition: Any, message: str) -> None:
   """Raise ``ValueError(fn: message)`` if ``condition`` is concrete and true anywhere."""
   if is_concrete(condition) and bool(np.any(np.asarray(condition))):

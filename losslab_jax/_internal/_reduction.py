@@ -6,6 +6,26 @@ import jax
 import jax.numpy as jnp
 
 
+@jax.custom_jvp
+def nan_sticky(loss: jax.Array) -> jax.Array:
+  """Identity on values; a NaN entry of ``loss`` sends NaN back to everything it depends on.
+
+  A loss that is linear in an input (``kl_div`` in ``input``, ``poisson_nll_loss`` in ``target``,
+  ``nll_loss``'s gather) has a finite partial derivative even where the value is NaN, so a
+  NaN batch would still produce a plausible-looking gradient. Scaling the tangent by NaN at NaN
+  entries (and by exactly 1 elsewhere) makes the gradient non-finite wherever the value is NaN,
+  and leaves every other gradient bit-for-bit unchanged.
+  """
+  return loss
+
+
+@nan_sticky.defjvp
+def _nan_sticky_jvp(primals, tangents):
+  (loss,), (dloss,) = primals, tangents
+  factor = jnp.where(jnp.isnan(loss), jnp.full_like(loss, jnp.nan), jnp.ones_like(loss))
+  return loss, dloss * factor
+
+
 def reduce(
     loss: jax.Array,
     reduction: str,
@@ -22,9 +42,11 @@ def reduce(
       targets; masked entries carry weight 0). ``None``: the plain mean over all elements.
 
   Returns:
-    ``loss`` for ``"none"``, else a scalar in ``loss.dtype``. A mean over zero elements (or
+    ``loss`` for ``"none"``, else a scalar in ``loss.dtype``. A NaN entry of ``loss`` has a NaN
+    gradient with respect to every input it depends on (:func:`nan_sticky`). A mean over zero elements (or
     zero total weight) is NaN, as in torch.
   """
+  loss = nan_sticky(loss)
   if reduction == "none":
     return loss
   if reduction == "sum":

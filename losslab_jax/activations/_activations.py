@@ -16,6 +16,20 @@ from jax.typing import ArrayLike
 from losslab_jax._internal import _dtypes
 
 
+@jax.custom_jvp
+def _relu_kernel(x: jax.Array) -> jax.Array:
+  """``max(0, x)`` that keeps NaN: ``where(x <= 0, 0, x)`` (``where(x > 0, x, 0)`` maps NaN to 0)."""
+  return jnp.where(x <= 0, jnp.zeros_like(x), x)
+
+
+@_relu_kernel.defjvp
+def _relu_kernel_jvp(primals, tangents):
+  (x,), (dx,) = primals, tangents
+  # slope 1 above 0, torch's 0 at the kink and below, NaN at NaN (never a plausible number)
+  slope = jnp.where(x > 0, jnp.ones_like(x), jnp.where(x <= 0, jnp.zeros_like(x), jnp.full_like(x, jnp.nan)))
+  return _relu_kernel(x), slope * dx
+
+
 def relu(input: ArrayLike) -> jax.Array:
   r"""Rectified linear unit, :math:`\max(0, x)`.
 
@@ -26,7 +40,8 @@ def relu(input: ArrayLike) -> jax.Array:
     Same shape and dtype.
 
   Notes:
-    Torch twin: ``torch.relu``. The gradient at exactly 0 is 0, as in torch.
+    Torch twin: ``torch.relu``. The gradient at exactly 0 is 0, as in torch. A NaN input gives a
+    NaN value and a NaN gradient (torch's gradient there is 1; NaN keeps a poisoned step visible).
     Parity: exact in float32 and float64 (case ``relu``).
 
   Examples:
@@ -34,8 +49,7 @@ def relu(input: ArrayLike) -> jax.Array:
     >>> relu(jnp.array([-1.0, 0.0, 2.0])).tolist()
     [0.0, 0.0, 2.0]
   """
-  x = jnp.asarray(input)
-  return jnp.where(x > 0, x, jnp.zeros_like(x))
+  return _relu_kernel(jnp.asarray(input))
 
 
 def sigmoid(input: ArrayLike) -> jax.Array:

@@ -28,3 +28,19 @@ def prepare_pair(
   out_dtype = _dtypes.result_float_dtype(x, t)
   cdt = _dtypes.compute_dtype(out_dtype)
   return x.astype(cdt), t.astype(cdt), out_dtype
+
+
+@jax.custom_jvp
+def abs_torch_grad(d: jax.Array) -> jax.Array:
+  """``|d|`` with torch's gradient ``sign(d)``: 0 at ``d == 0``, +-1 at +-inf, NaN at NaN.
+
+  ``jnp.abs`` has gradient 1 at 0; ``sign(d) * d`` has NaN at +-inf (``0 * inf`` from the
+  derivative of ``sign``).
+  """
+  return jnp.abs(d)
+
+
+@abs_torch_grad.defjvp
+def _abs_torch_grad_jvp(primals, tangents):
+  (d,), (dd,) = primals, tangents
+  return jnp.abs(d), jnp.sign(d) * dd

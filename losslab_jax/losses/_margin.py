@@ -10,6 +10,7 @@ from jax.typing import ArrayLike
 from losslab_jax._internal import _checks, _dtypes
 from losslab_jax._internal._reduction import reduce
 from losslab_jax._internal._typing import Reduction
+from losslab_jax.activations._activations import _relu_kernel
 
 
 def _hinge(z: jax.Array) -> jax.Array:
@@ -17,8 +18,14 @@ def _hinge(z: jax.Array) -> jax.Array:
 
   ``jnp.maximum(z, 0)`` would give 0.5 at the kink; torch's ``clamp_min_`` and its C++ margin kernels
   (``if (z > 0)``) give 0, checked by experiment for every loss in this module and in ``_metric``.
+  A NaN ``z`` stays NaN, with a NaN gradient (``where(z > 0, z, 0)`` would return 0 for it).
   """
-  return jnp.where(z > 0, z, jnp.zeros_like(z))
+  return _relu_kernel(z)
+
+
+def _poison(loss: jax.Array, bad: jax.Array) -> jax.Array:
+  """NaN at ``bad`` rows in value and gradient (``where(bad, nan, loss)`` would give gradient 0)."""
+  return loss * jnp.where(bad, jnp.full_like(loss, jnp.nan), jnp.ones_like(loss))
 
 
 def _check_real(fn: str, name: str, x: jax.Array) -> None:
@@ -50,9 +57,12 @@ def _class_input(fn: str, input: ArrayLike, target: ArrayLike) -> tuple[jax.Arra
   x = jnp.asarray(input)
   y = jnp.asarray(target)
   _checks.check_floating(fn, "input", x)
+  if y.dtype == jnp.bool_:
+    raise TypeError(f"{fn}: expected `target` to hold integer class indices, got dtype bool with shape"
+                    f" {y.shape}; cast it with `.astype(jnp.int32)`")
   _checks.check_integer(fn, "target", y, hint="pass integer class indices, not one-hot or probabilities")
-  _checks.check_ndim(fn, "input", x, (1, 2), "(C,) or (N, C), class axis last")
-  if x.shape[-1] == 0:
+  _checks.check_ndim(fn, "input", x, (0, 1, 2), "(), (C,) or (N, C), class axis last")
+  if x.ndim and x.shape[-1] == 0:
     raise ValueError(f"{fn}: expected at least one class, got `input` of shape {x.shape}")
   return x, y
 
@@ -190,9 +200,10 @@ def multi_margin_loss(
   weights are not in the denominator).
 
   Args:
-    input: scores ``x``, shape ``[C]`` or ``[N, C]`` (class axis last), floating.
-    target: class indices ``y``, shape ``[N]`` (or ``[]`` / ``[1]`` for a 1-D ``input``), integer,
-      in ``[0, C)``.
+    input: scores ``x``, shape ``[C]`` or ``[N, C]`` (class axis last), floating; a 0-d input is
+      one sample of one class (loss 0), as in torch.
+    target: class indices ``y``, shape ``[N]`` (or ``[]`` / ``[1]`` for a 0-D or 1-D ``input``),
+      integer (not bool), in ``[0, C)``.
     p: 1 or 2, the power of each hinge term.
     margin: the margin; may be negative.
     weight: per-class weights ``w``, shape ``[C]``, floating; ``None`` for all ones.
@@ -206,12 +217,11 @@ def multi_margin_loss(
     TypeError: ``input``/``weight`` not floating, or ``target`` not integer.
     ValueError: ``input`` not 1-D/2-D or with no class; ``target`` not of ``N`` elements in at most one
       dimension; ``weight`` not of shape ``[C]``; ``p`` not 1 or 2; ``reduction`` unknown; and, in an
-      eager call, a class index outside ``[0, C)``. Under ``jit`` such a sample's loss is NaN (wrap the
-      loss in ``losses.checked`` to get the error instead).
+      eager call, a class index outside ``[0, C)``. Under ``jit`` such a sample's loss and gradient are
+      NaN (wrap the loss in ``losses.checked`` to get the error instead).
 
   Notes:
-    Torch twin: ``torch.nn.functional.multi_margin_loss``. Differences: a 0-D ``input`` is rejected
-    (torch treats it as one sample of one class, loss 0); ``target`` may be any integer dtype and
+    Torch twin: ``torch.nn.functional.multi_margin_loss``. Differences: ``target`` may be any integer dtype and
     ``weight`` any floating dtype (torch wants int64 and ``input``'s dtype); the loss is
     differentiable in ``weight`` as well. The gradient at the kink is 0, as torch's.
     ``optax.multiclass_hinge_loss`` (Crammer-Singer: max over classes, no ``1/C``) is a different
@@ -228,10 +238,12 @@ def multi_margin_loss(
   fn = "multi_margin_loss"
   _checks.check_reduction(fn, reduction)
   x, y = _class_input(fn, input, target)
-  n, c = (1, x.shape[0]) if x.ndim == 1 else x.shape
+  n, c = x.shape if x.ndim == 2 else (1, x.size)  # a 0-d input is one sample of one class (torch)
   if y.ndim > 1 or y.size != n:
-    want = "() or (1,)" if x.ndim == 1 else f"({n},)"
+    want = "() or (1,)" if x.ndim <= 1 else f"({n},)"
     raise ValueError(f"{fn}: expected `target` of shape {want} for `input` of shape {x.shape}, got {y.shape}")
+  if not _checks.is_concrete(p):
+    raise TypeError(f"{fn}: expected `p` to be a static Python number (1 or 2), got a traced value")
   if p not in (1, 2) or isinstance(p, bool):
     raise ValueError(f"{fn}: expected `p` to be 1 or 2, got {p!r}")
   w = None
@@ -245,7 +257,7 @@ def multi_margin_loss(
   x2, y2 = x.reshape(n, c).astype(cdt), y.reshape(n)
   ok = _check_class_range(fn, "target", y2, 0, c)
   loss = _multi_margin_rows(x2, jnp.clip(y2, 0, c - 1), p, jnp.asarray(margin, cdt), w)
-  loss = jnp.where(ok, loss, jnp.nan).reshape(y.shape)
+  loss = _poison(loss, ~ok).reshape(y.shape)
   return reduce(loss, reduction).astype(out_dtype)
 
 
@@ -280,8 +292,10 @@ def multilabel_margin_loss(
   that starts with ``-1`` has loss 0.
 
   Args:
-    input: scores ``x``, shape ``[C]`` or ``[N, C]`` (class axis last), floating.
-    target: class lists, same shape as ``input``, integer, each entry in ``[-1, C)``.
+    input: scores ``x``, shape ``[C]`` or ``[N, C]`` (class axis last), floating; a 0-d input is one
+      class (loss 0), as in torch.
+    target: class lists, same shape as ``input`` (``[]`` or ``[1]`` for a 0-d ``input``), integer
+      (not bool), each entry in ``[-1, C)``.
     reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
   Returns:
@@ -292,11 +306,11 @@ def multilabel_margin_loss(
     TypeError: ``input`` not floating, or ``target`` not integer.
     ValueError: ``input`` not 1-D/2-D or with no class; shapes differ; ``reduction`` unknown; and, in
       an eager call, a ``target`` entry outside ``[-1, C)`` (anywhere in the row, as torch checks).
-      Under ``jit`` such a row's loss is NaN (``losses.checked`` reports it instead).
+      Under ``jit`` such a row's loss and gradient are NaN (``losses.checked`` reports it instead).
 
   Notes:
-    Torch twin: ``torch.nn.functional.multilabel_margin_loss``. Differences: a 0-D ``input`` is
-    rejected; ``target`` may be any integer dtype. The pairwise term is computed for all ``C x C``
+    Torch twin: ``torch.nn.functional.multilabel_margin_loss``. Differences: ``target`` may be any
+    integer dtype. The pairwise term is computed for all ``C x C``
     (target slot, class) pairs at once (no loop over values, so it is jittable); the work is
     ``O(N C^2)``, as in torch. Float32 sums in float32 (torch's CPU kernel accumulates in float64).
     The gradient at the kink is 0, as torch's. optax has no equivalent.
@@ -314,13 +328,15 @@ def multilabel_margin_loss(
   fn = "multilabel_margin_loss"
   _checks.check_reduction(fn, reduction)
   x, y = _class_input(fn, input, target)
+  if x.ndim == 0 and y.shape in ((), (1,)):  # torch: a 0-d input is one class, target () or (1,)
+    y = y.reshape(())
   _checks.check_same_shape(fn, ("input", "target"), x, y)
-  c = x.shape[-1]
+  c = x.shape[-1] if x.ndim else 1
   out_dtype = x.dtype
   x2 = x.reshape(-1, c).astype(_dtypes.compute_dtype(out_dtype))
   y2 = y.reshape(-1, c)
   ok = jnp.all(_check_class_range(fn, "target", y2, -1, c), axis=-1)
-  loss = jnp.where(ok, _multilabel_margin_rows(x2, y2), jnp.nan).reshape(y.shape[:-1])
+  loss = _poison(_multilabel_margin_rows(x2, y2), ~ok).reshape(y.shape[:-1] if y.ndim else ())
   return reduce(loss, reduction).astype(out_dtype)
 
 

@@ -12,6 +12,7 @@ from jax.typing import ArrayLike
 from losslab_jax._internal import _checks, _dtypes
 from losslab_jax._internal._reduction import reduce
 from losslab_jax._internal._typing import Reduction
+from losslab_jax.losses._common import abs_torch_grad
 from losslab_jax.losses._margin import _check_real, _hinge
 
 # torch's EPSILON in aten/src/ATen/native/Loss.cpp, added to each squared norm in cosine_embedding_loss.
@@ -27,19 +28,22 @@ def _pairwise_distance(x1: jax.Array, x2: jax.Array, p: float, eps: float) -> ja
 
   The gradient follows torch's ``norm_backward``: 0 where the norm is 0, ``sign(0) = 0`` for
   ``p = 1``, and 0 at zero entries for ``p < 1``; the double-``where`` keeps it finite everywhere.
+  The guards test ``== 0`` (not ``> 0``), so a NaN entry reaches the norm: NaN value, NaN gradient.
   """
   d = x1 - x2 + jnp.asarray(eps, x1.dtype)
   if p == 2:
     s = jnp.sum(d * d, axis=-1)
-    return jnp.where(s > 0, jnp.sqrt(jnp.where(s > 0, s, 1)), 0)
-  a = d * jnp.sign(d)  # |d| whose derivative at 0 is torch's sgn(0) = 0 (jnp.abs gives 1)
+    zero = s == 0
+    return jnp.where(zero, jnp.zeros_like(s), jnp.sqrt(jnp.where(zero, jnp.ones_like(s), s)))
+  a = abs_torch_grad(d)  # |d| whose derivative at 0 is torch's sgn(0) = 0 (jnp.abs gives 1)
   if p == 1:
     return jnp.sum(a, axis=-1)
   if math.isinf(p):
     return jnp.max(a, axis=-1)
-  nz = a > 0
+  nz = a != 0
   s = jnp.sum(jnp.where(nz, jnp.where(nz, a, 1) ** p, 0), axis=-1)
-  return jnp.where(s > 0, jnp.where(s > 0, s, 1) ** (1 / p), 0)
+  zero = s == 0
+  return jnp.where(zero, jnp.zeros_like(s), jnp.where(zero, jnp.ones_like(s), s) ** (1 / p))
 
 
 def _check_embeddings(fn: str, names: tuple[str, ...], arrays: tuple[jax.Array, ...]) -> None:
@@ -167,7 +171,8 @@ def triplet_margin_loss(
     positive: embeddings ``p``, same shape as ``anchor``, floating.
     negative: embeddings ``n``, same shape as ``anchor``, floating.
     margin: the margin, > 0.
-    p: the norm degree, > 0 (``float("inf")`` for the max norm).
+    p: the norm degree, > 0 (``float("inf")`` for the max norm); a static Python number (it picks
+      the norm's formula at trace time): under ``jit`` close over it.
     eps: added to each difference vector.
     swap: use the distance swap.
     reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
@@ -177,7 +182,7 @@ def triplet_margin_loss(
     dtype of the three inputs.
 
   Raises:
-    TypeError: an input is not floating.
+    TypeError: an input is not floating, or ``p`` is traced.
     ValueError: shapes differ, an input is 0-D, ``margin <= 0`` (checked when concrete), ``p <= 0``,
       or ``reduction`` is unknown.
 
@@ -208,6 +213,7 @@ def triplet_margin_loss(
   _check_embeddings(fn, ("anchor", "positive", "negative"), (a, pos, neg))
   if _checks.is_concrete(margin) and np.any(np.asarray(margin) <= 0):
     raise ValueError(f"{fn}: expected `margin` > 0, got {margin!r}")
+  p = _checks.static_number(fn, "p", p)  # it picks the norm's formula at trace time
   if not p > 0:
     raise ValueError(f"{fn}: expected `p` > 0 (the norm degree), got {p!r}")
   out_dtype = _dtypes.result_float_dtype(a, pos, neg)

@@ -6,6 +6,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import xlogy
 from jax.typing import ArrayLike
 
@@ -37,13 +38,14 @@ def kl_div(
     target: probabilities :math:`t` (log-probabilities with ``log_target``), same shape, floating.
     reduction: ``"none"`` | ``"mean"`` (sum / number of elements) | ``"sum"`` | ``"batchmean"``
       (sum / ``input.shape[0]``; on a 1-D input that divides by its length, on a 0-d input by 1).
-    log_target: whether ``target`` is given in log space.
+    log_target: whether ``target`` is given in log space; a Python bool (anything else raises
+      ``TypeError``: ``"yes"`` would otherwise read as true).
 
   Returns:
     The elementwise loss (``"none"``) or a scalar, in the dtype of ``input``.
 
   Raises:
-    TypeError: ``input`` or ``target`` is not floating.
+    TypeError: ``input`` or ``target`` is not floating, or ``log_target`` is not a bool.
     ValueError: shapes differ, or ``reduction`` is unknown.
 
   Notes:
@@ -64,6 +66,8 @@ def kl_div(
   """
   fn = "kl_div"
   _checks.check_reduction(fn, reduction, ("none", "mean", "sum", "batchmean"))
+  if not isinstance(log_target, (bool, np.bool_)):
+    raise TypeError(f"{fn}: expected `log_target` to be a bool, got {log_target!r}")
   x, t, dtype = prepare_pair(fn, input, target)
   if log_target:
     loss = jnp.exp(t) * (t - x)
@@ -186,7 +190,9 @@ def gaussian_nll_loss(
 
   Args:
     input: predicted means ``x``, shape ``[*, D]``, floating.
-    target: samples ``y``, same shape as ``input``, floating.
+    target: samples ``y``, floating; ``input``'s shape, or any shape that broadcasts with it
+      (torch documents one dimension of size 1; its tests also use ``(5,)`` against ``(1,)`` and
+      ``(5, 5, 5)`` against ``(5, 5)``). The loss has the broadcast shape.
     var: variances :math:`\sigma^2 \ge 0`: a Python float (one for all), an array of
       ``input``'s shape, of ``input.shape[:-1]`` (one per row), or of ``input``'s ndim with exactly
       one dimension of size 1 where ``input``'s is not (``[N, 1]``, ``[1, D]``).
@@ -195,12 +201,13 @@ def gaussian_nll_loss(
     reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
   Returns:
-    The elementwise loss of ``input``'s shape (``"none"``) or a scalar, in the promoted dtype of
-    ``input``, ``target`` and ``var``.
+    The elementwise loss of the broadcast shape of ``input``, ``target`` and ``var`` (``"none"``;
+    ``input``'s shape when they match) or a scalar, in the promoted dtype of ``input``, ``target``
+    and ``var``.
 
   Raises:
     TypeError: ``input``, ``target`` or ``var`` is not floating.
-    ValueError: ``input`` and ``target`` shapes differ, ``var``'s shape fits none of the three
+    ValueError: ``input`` and ``target`` shapes do not broadcast, ``var``'s shape fits none of the three
       rules, ``reduction`` is unknown, or ``var`` has a negative entry (eagerly; under ``jit`` those
       entries come out NaN, and :func:`losslab_jax.losses.checked` reports them).
 
@@ -208,8 +215,9 @@ def gaussian_nll_loss(
     Torch twin: ``torch.nn.functional.gaussian_nll_loss``; no optax equivalent. The clamp runs
     under ``no_grad`` in torch, so the gradient with respect to ``var`` is the derivative at the
     clamped value, passed through the clamp unchanged (:math:`-4.9\cdot10^{11}` at
-    :math:`\sigma^2 = 10^{-9}`, not 0); so it is here. Difference: ``input`` and ``target`` must
-    have the same shape; a Python ``int`` variance is accepted.
+    :math:`\sigma^2 = 10^{-9}`, not 0); so it is here. ``target`` broadcasts against ``input``
+    without a warning, as in torch (``var``'s shape rules are checked against ``input``, as in
+    torch). Difference: a Python ``int`` variance is accepted.
     Parity: float64 <= 1e-10, float32 <= 1e-5 (case ``gaussian_nll_loss``).
 
   Examples:
@@ -220,13 +228,17 @@ def gaussian_nll_loss(
   """
   fn = "gaussian_nll_loss"
   _checks.check_reduction(fn, reduction)
-  x, y, _ = prepare_pair(fn, input, target)
-  v = _gaussian_var(fn, jnp.asarray(input), var)
-  dtype = _dtypes.result_float_dtype(jnp.asarray(input), jnp.asarray(target), v)
+  x, y = jnp.asarray(input), jnp.asarray(target)
+  _checks.check_floating(fn, "input", x)
+  _checks.check_floating(fn, "target", y)
+  v = _gaussian_var(fn, x, var)
+  shape = _checks.check_broadcastable(fn, ("input", "target"), x, y)  # torch broadcasts silently
+  shape = _checks.check_broadcastable(fn, ("input and target", "var"), jax.ShapeDtypeStruct(shape, jnp.bool_), v)
+  dtype = _dtypes.result_float_dtype(x, y, v)
   cdt = _dtypes.compute_dtype(dtype)
-  x, y, v = x.astype(cdt), y.astype(cdt), jnp.broadcast_to(v.astype(cdt), x.shape)
+  x, y, v = (jnp.broadcast_to(a.astype(cdt), shape) for a in (x, y, v))
   _checks.value_check(fn, v >= 0, "expected `var` >= 0 (var has negative entry/entries)")
-  v = jnp.where(v >= 0, v, jnp.nan)
+  v = v * jnp.where(v >= 0, jnp.ones_like(v), jnp.full_like(v, jnp.nan))  # NaN value AND gradient
   # torch clamps under no_grad: the value is max(v, eps), the gradient passes through as identity
   v = jax.lax.stop_gradient(jnp.maximum(v, eps)) + (v - jax.lax.stop_gradient(v))
   loss = 0.5 * (jnp.log(v) + jnp.square(x - y) / v)

@@ -9,12 +9,10 @@ from jax.typing import ArrayLike
 from losslab_jax._internal import _checks
 from losslab_jax._internal._reduction import reduce
 from losslab_jax._internal._typing import Reduction
-from losslab_jax.losses._common import prepare_pair
+from losslab_jax.losses._common import abs_torch_grad, prepare_pair
 
 
-def _abs(d: jax.Array) -> jax.Array:
-  """``|d|`` with torch's gradient ``sign(d)``: 0 at ``d == 0`` (``jnp.abs`` gives 1 there)."""
-  return jnp.sign(d) * d
+_abs = abs_torch_grad  # |d| with torch's gradient sign(d): 0 at d == 0, +-1 at +-inf
 
 
 def l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mean") -> jax.Array:
@@ -87,7 +85,9 @@ def mse_loss(input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mea
 
 def _huber_elementwise(d: jax.Array, delta: float) -> jax.Array:
   z = _abs(d)
-  return jnp.where(z < delta, 0.5 * z * z, delta * (z - 0.5 * delta))
+  inside = z < delta
+  zq = jnp.where(inside, z, jnp.zeros_like(z))  # double where: no inf * 0 from the unused branch
+  return jnp.where(inside, 0.5 * zq * zq, delta * (z - 0.5 * delta))
 
 
 def huber_loss(
@@ -178,11 +178,13 @@ def smooth_l1_loss(
   fn = "smooth_l1_loss"
   _checks.check_reduction(fn, reduction)
   _checks.check_positive(fn, "beta", beta, allow_zero=True)
-  if beta == 0:
-    return l1_loss(input, target, reduction=reduction)
   x, y, dtype = prepare_pair(fn, input, target)
   z = _abs(x - y)
-  loss = jnp.where(z < beta, 0.5 * z * z / beta, z - 0.5 * beta)
+  if beta == 0:  # torch dispatches to l1_loss: |d| with gradient sign(d)
+    return reduce(z, reduction).astype(dtype)
+  inside = z < beta
+  zq = jnp.where(inside, z, jnp.zeros_like(z))  # double where: no inf * 0 from the unused branch
+  loss = jnp.where(inside, 0.5 * zq * zq / beta, z - 0.5 * beta)
   return reduce(loss, reduction).astype(dtype)
 
 

@@ -63,8 +63,9 @@ register(FunctionCase(
 
 # --- multi_margin_loss --------------------------------------------------------------------------
 
-def _multi(rng, dtype, n, c, target_shape=None, integer_scores=False, weight=False):
-  shape = (c,) if n is None else (n, c)
+def _multi(rng, dtype, n, c, target_shape=None, integer_scores=False, weight=False, scalar=False):
+  """``scalar``: a 0-d input (torch: one sample of one class, so ``c`` must be 1)."""
+  shape = () if scalar else (c,) if n is None else (n, c)
   x = (rng.integers(-2, 3, shape).astype(dtype) if integer_scores else _gen.normal(rng, shape, dtype))
   y = _gen.labels(rng, (n,) if n is not None else (target_shape or ()), c)
   if not weight:
@@ -89,7 +90,10 @@ register(FunctionCase(
      Config("negative-margin", {"margin": -0.5, "reduction": "none"}, {"n": 6, "c": 3}),
      Config("kinks-integer-scores", {"reduction": "sum"}, {"n": 8, "c": 5, "integer_scores": True}),
      Config("1d-0d-target", {"reduction": "none"}, {"n": None, "c": 5}),
-     Config("1d-1d-target-p2", {"p": 2, "reduction": "none"}, {"n": None, "c": 5, "target_shape": (1,)})]))
+     Config("1d-1d-target-p2", {"p": 2, "reduction": "none"}, {"n": None, "c": 5, "target_shape": (1,)}),
+     Config("0d-input-0d-target", {"reduction": "none"}, {"n": None, "c": 1, "scalar": True}),
+     Config("0d-input-1d-target-p2-weight", {"p": 2, "reduction": "mean", "margin": 2.0},
+            {"n": None, "c": 1, "scalar": True, "target_shape": (1,), "weight": True})]))
 
 
 # --- multilabel_margin_loss ---------------------------------------------------------------------
@@ -106,7 +110,10 @@ def _multilabel_targets(rng, n, c, pattern):
   return y.astype(np.int64)
 
 
-def _multilabel(rng, dtype, n, c, pattern="random", integer_scores=False):
+def _multilabel(rng, dtype, n, c, pattern="random", integer_scores=False, scalar_target=None):
+  """``scalar_target``: a 0-d input (one class, torch accepts it) with this target array."""
+  if scalar_target is not None:
+    return _gen.normal(rng, (), dtype), np.asarray(scalar_target, np.int64)
   x = (rng.integers(-1, 2, (n or 1, c)).astype(dtype) if integer_scores
        else _gen.normal(rng, (n or 1, c), dtype))
   y = _multilabel_targets(rng, n or 1, c, pattern)
@@ -121,7 +128,10 @@ register(FunctionCase(
      Config("all-rows-start-neg", {"reduction": "sum"}, {"n": 4, "c": 5, "pattern": "start-neg"}),
      Config("full-rows-duplicates", {"reduction": "none"}, {"n": 5, "c": 4, "pattern": "full"}),
      Config("kinks-integer-scores", {"reduction": "sum"}, {"n": 8, "c": 5, "integer_scores": True}),
-     Config("1d", {"reduction": "none"}, {"n": None, "c": 7})]))
+     Config("1d", {"reduction": "none"}, {"n": None, "c": 7}),
+     Config("0d-target0-none", {"reduction": "none"}, {"n": None, "c": 1, "scalar_target": 0}),
+     Config("0d-target-neg-mean", {}, {"n": None, "c": 1, "scalar_target": -1}),
+     Config("0d-target-1d-sum", {"reduction": "sum"}, {"n": None, "c": 1, "scalar_target": [0]})]))
 
 
 # --- cosine_embedding_loss ----------------------------------------------------------------------

@@ -80,9 +80,13 @@ register(FunctionCase(
         " <= 2e-6, float64 2.5e-15.")))
 
 
-def _gaussian_inputs(rng, dtype, shape, var_shape=None, tiny=False):
-  """``(input, target, var)``; ``tiny`` puts variances of 0 and 1e-9 (below eps) into ``var``."""
-  x, t = _gen.normal(rng, shape, dtype), _gen.normal(rng, shape, dtype)
+def _gaussian_inputs(rng, dtype, shape, var_shape=None, tiny=False, target_shape=None):
+  """``(input, target, var)``; ``tiny`` puts variances of 0 and 1e-9 (below eps) into ``var``.
+
+  ``target_shape``: a target that broadcasts against ``input`` (torch does so silently).
+  """
+  x = _gen.normal(rng, shape, dtype)
+  t = _gen.normal(rng, shape if target_shape is None else target_shape, dtype)
   v = rng.uniform(0.1, 2.0, shape if var_shape is None else var_shape)
   if tiny:
     flat = v.reshape(-1)
@@ -99,7 +103,14 @@ register(FunctionCase(
      Config("3d-per-row-none", {"reduction": "none"}, {"shape": (2, 3, 4), "var_shape": (2, 3)}),
      Config("vec-same-sum", {"reduction": "sum"}, {"shape": (9,)}),
      Config("clamped-sum-full", {"reduction": "sum", "full": True}, {"shape": (6, 4), "tiny": True}),
-     Config("clamped-eps1e-2-none", {"reduction": "none", "eps": 1e-2}, {"shape": (6, 4), "tiny": True})],
+     Config("clamped-eps1e-2-none", {"reduction": "none", "eps": 1e-2}, {"shape": (6, 4), "tiny": True}),
+     # target broadcast against input, shapes from torch's own tests and docs
+     Config("bcast-target-5-vs-1-none", {"reduction": "none"}, {"shape": (5,), "target_shape": (1,)}),
+     Config("bcast-target-555-vs-55-mean", {"reduction": "mean"},
+            {"shape": (5, 5, 5), "target_shape": (5, 5), "var_shape": (5, 5)}),
+     Config("bcast-target-N1-sum-full", {"reduction": "sum", "full": True},
+            {"shape": (6, 4), "target_shape": (6, 1), "var_shape": (1, 4)}),
+     Config("bcast-target-larger-none", {"reduction": "none"}, {"shape": (5, 5), "target_shape": (3, 5, 5)})],
     grad_argnums=(0, 1, 2)))
 
 

@@ -139,7 +139,7 @@ def test_multi_margin_bad_inputs():
     L.multi_margin_loss(x, y, weight=jnp.ones(4, jnp.int32))
   with pytest.raises(ValueError, match=r"expected `target` of shape \(3,\) for `input` of shape \(3, 4\), got \(2,\)"):
     L.multi_margin_loss(x, y[:2])
-  with pytest.raises(ValueError, match=r"expected `input` with 1 or 2 dimensions \(\(C,\) or \(N, C\), class axis last\), got shape \(2, 3, 4\)"):
+  with pytest.raises(ValueError, match=r"expected `input` with 0 or 1 or 2 dimensions \(\(\), \(C,\) or \(N, C\), class axis last\), got shape \(2, 3, 4\)"):
     L.multi_margin_loss(jnp.zeros((2, 3, 4)), y[:2])
   with pytest.raises(ValueError, match="reduction"):
     L.multi_margin_loss(x, y, reduction="batchmean")
@@ -195,8 +195,8 @@ def test_multilabel_margin_bad_inputs():
     L.multilabel_margin_loss(x, jnp.zeros((2, 3)))
   with pytest.raises(ValueError, match=r"expected `input` and `target` to have the same shape, got \(2, 3\) and \(2, 2\)"):
     L.multilabel_margin_loss(x, jnp.zeros((2, 2), jnp.int32))
-  with pytest.raises(ValueError, match=r"got shape \(\)"):
-    L.multilabel_margin_loss(_a(1.0), jnp.array(0))
+  with pytest.raises(ValueError, match=r"expected `input` and `target` to have the same shape, got \(\) and \(2,\)"):
+    L.multilabel_margin_loss(_a(1.0), jnp.array([0, -1]))  # a 0-d input takes a target () or (1,)
   with pytest.raises(TypeError, match="expected `input` to be a floating array"):
     L.multilabel_margin_loss(jnp.zeros((2, 3), jnp.int32), jnp.zeros((2, 3), jnp.int32))
 
@@ -210,3 +210,18 @@ def test_multilabel_margin_out_of_range_eager_raises_jit_gives_nan():
       L.multilabel_margin_loss(x, y)
     out = jax.jit(lambda a, b: L.multilabel_margin_loss(a, b, reduction="none"))(x, y)
     assert np.isnan(out[0]) and np.isfinite(out[1])
+
+
+@pytest.mark.parametrize("target", [jnp.array(0), jnp.array([0])], ids=["0d", "1d"])
+def test_0d_input_is_one_class_like_torch(target):
+  # torch: a 0-d input is one sample of one class; no j != y, so loss 0 and gradient 0
+  x = _a(0.7)
+  for red in ("none", "mean", "sum"):
+    out = L.multi_margin_loss(x, target, reduction=red, p=2, weight=_a([3.0]))
+    assert out.shape == (target.shape if red == "none" else ()) and float(jnp.sum(out)) == 0.0
+    out = L.multilabel_margin_loss(x, target, reduction=red)
+    assert out.shape == () and float(out) == 0.0
+  assert float(jax.grad(lambda a: L.multi_margin_loss(a, target))(x)) == 0.0
+  assert float(L.multilabel_margin_loss(x, jnp.array(-1))) == 0.0
+  with pytest.raises(ValueError, match=r"class indices in \[0, 1\), got \[1\]"):
+    L.multi_margin_loss(x, jnp.array(1))

@@ -215,8 +215,8 @@ def test_gaussian_bad_dtypes_raise():
   x, t = _gauss_data()
   with pytest.raises(TypeError, match=r"gaussian_nll_loss: expected `var` to be a floating array"):
     L.gaussian_nll_loss(x, t, np.ones((4, 3), np.int32))
-  with pytest.raises(ValueError, match=r"gaussian_nll_loss: expected `input` and `target` to have the same shape"):
-    L.gaussian_nll_loss(x, t[:, :1], 1.0)
+  with pytest.raises(ValueError, match=r"gaussian_nll_loss: expected `input` and `target` to have broadcastable shapes"):
+    L.gaussian_nll_loss(x, t[:, :2], 1.0)
 
 
 def test_gaussian_promotes_var_dtype():
@@ -224,3 +224,22 @@ def test_gaussian_promotes_var_dtype():
   assert L.gaussian_nll_loss(x, x, jnp.ones(3, jnp.float32)).dtype == jnp.float32
   assert L.gaussian_nll_loss(x, x, jnp.ones(3, jnp.float64)).dtype == jnp.float64
   assert L.gaussian_nll_loss(x, x, 1.0).dtype == jnp.float32
+
+
+@pytest.mark.parametrize(("x_shape", "t_shape", "v_shape"), [
+    ((5,), (1,), (5,)),  # torch's own test shapes
+    ((5, 5, 5), (5, 5), (5, 5)),
+    ((6, 4), (6, 1), (1, 4)),  # torch's documented "one dimension of size 1"
+    ((5, 5), (3, 5, 5), (5, 5)),  # a target larger than input: the loss has the broadcast shape
+], ids=str)
+def test_gaussian_target_broadcasts_against_input_like_torch(x_shape, t_shape, v_shape):
+  r = rng(3)
+  x, t, v = r.standard_normal(x_shape), r.standard_normal(t_shape), r.uniform(0.5, 2.0, v_shape)
+  out = L.gaussian_nll_loss(x, t, v, reduction="none")
+  vb = v[..., None] if v_shape == x_shape[:-1] else v  # torch's "one dimension short" rule
+  want = 0.5 * (np.log(vb) + (x - t) ** 2 / vb)  # numpy broadcasting, torch's formula
+  np.testing.assert_allclose(np.asarray(out), want, rtol=1e-14)
+  g = jax.grad(lambda tt: L.gaussian_nll_loss(x, tt, v, reduction="sum"))(jnp.asarray(t))
+  g_want = np.sum((t - x) / vb * np.ones(want.shape), axis=tuple(range(want.ndim - len(t_shape))))
+  g_want = g_want.sum(axis=tuple(i for i, n in enumerate(t_shape) if n == 1), keepdims=True)
+  np.testing.assert_allclose(np.asarray(g), g_want, rtol=1e-12)

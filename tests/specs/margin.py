@@ -101,7 +101,7 @@ SPECS = [
     LossSpec("multi_margin_loss-p2-weight", _multi_weighted_fn, _multi_weighted, kwargs={"p": 2},
              extreme=lambda dtype: (*_multi_extreme(dtype), np.array([0.5, 1.0, 2.0, 1.5], dtype))),
     LossSpec("multilabel_margin_loss", ll.losses.multilabel_margin_loss, _multilabel,
-             extreme=_multilabel_extreme),
+             extreme=_multilabel_extreme, nan_row=1),  # row 0 lists no target: loss 0 without x
     LossSpec("cosine_embedding_loss", ll.losses.cosine_embedding_loss, _pairs, diff=(0, 1),
              kwargs={"margin": 0.2}, extreme=_cosine_extreme),
     LossSpec("triplet_margin_loss", ll.losses.triplet_margin_loss, _triplet, diff=(0, 1, 2),
