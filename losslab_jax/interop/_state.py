@@ -45,6 +45,11 @@ def _find_states(tree: Any) -> list[tuple[str, Any]]:
   return found
 
 
+def _placeholder(field_leaf: Any, param_leaf: Any) -> bool:
+  """An empty stand-in where torch keeps no tensor for this parameter (Adafactor's unused factors)."""
+  return np.size(field_leaf) == 0 and np.size(param_leaf) != 0
+
+
 def _unbox(tree: Any) -> Any:
   """``tree`` with every flax.nnx Variable (Param, OptVariable, ...) replaced by its value."""
   try:
@@ -181,10 +186,13 @@ def optimizer_state_from_torch(tx: optax.GradientTransformation, state_dict: Any
     s = torch_state.get(i, torch_state.get(str(i)))
     return {k: v for k, v in (s or {}).items() if v is not None}
 
-  shapes = []
-  for i in ids:
-    tensors = [v for v in torch_entry(i).values() if hasattr(v, "shape") and len(v.shape) > 0]
-    shapes.append(tuple(tensors[0].shape) if tensors else None)
+  shapes: list[tuple[int, ...] | None] = []
+  if optimizer is not None:                       # the parameters themselves
+    shapes = [tuple(p.shape) for g in optimizer.param_groups for p in g["params"]]
+  else:                                           # a state tensor of each (the largest: factored moments are smaller)
+    for i in ids:
+      tensors = [v for v in torch_entry(i).values() if hasattr(v, "shape") and len(v.shape) > 0]
+      shapes.append(tuple(max(tensors, key=lambda v: v.numel()).shape) if tensors else None)
   lay = _order(fn, params, sd, optimizer, param_names, weight_map, shapes, free_unknown=True)
   n_leaves = len(lay.leaves)
   template = tx.init(params)
@@ -212,7 +220,6 @@ def optimizer_state_from_torch(tx: optax.GradientTransformation, state_dict: Any
       owner[j] = path
     fields = _tree_fields(s, twin)
     scalars = [f for f in s._fields if f in _scalar_fields(twin) and (f != "step" or twin.torch_keeps_step)]
-    expected = set(fields) | set(scalars)
     leaves = {f: list(_field_leaves(fn, s, f, lay.treedef)) for f in fields}
     scalar_values: dict[str, set] = {f: set() for f in scalars}
     for j in covered:
@@ -220,11 +227,13 @@ def optimizer_state_from_torch(tx: optax.GradientTransformation, state_dict: Any
       if not ts:
         continue
       who = lay.labels[j]
-      if set(ts) != expected:
-        raise ValueError(f"{fn}: expected the torch state of {who} to have the keys {sorted(expected)} of the"
-                         f" transformation's {type(s).__name__}, got {sorted(ts)}; build tx with"
-                         " from_torch_optimizer from the optimizer that produced this state")
-      for f in fields:
+      here = [f for f in fields if not _placeholder(leaves[f][j], lay.leaves[j])]
+      if set(ts) != set(here) | set(scalars):
+        raise ValueError(f"{fn}: expected the torch state of {who} to have the keys"
+                         f" {sorted(set(here) | set(scalars))} of the transformation's {type(s).__name__}, got"
+                         f" {sorted(ts)}; build tx with from_torch_optimizer from the optimizer that produced this"
+                         " state")
+      for f in here:
         leaves[f][j] = _like(fn, ts[f], leaves[f][j], f"the torch state {f!r} of {who}", lay.to_flax[j])
       for f in scalars:
         scalar_values[f].add(num(ts[f]))
@@ -247,7 +256,8 @@ def optimizer_state_from_torch(tx: optax.GradientTransformation, state_dict: Any
     for f in scalars:
       if f != "step" and scalar_values[f]:
         repl[f] = jnp.asarray(scalar_values[f].pop(), getattr(s, f).dtype)
-    repl["step"] = jnp.asarray(n, s.step.dtype)
+    if "step" in s._fields:                      # Muon's state has none (its lr counter is in the chain)
+      repl["step"] = jnp.asarray(n, s.step.dtype)
     new[path] = s._replace(**repl)
   for j in range(n_leaves):
     if j not in owner and state_of(j) and len(opt_states) > 1:
@@ -326,9 +336,9 @@ def optimizer_state_to_torch(tx_state: optax.OptState, params: Any, template: An
       raise ValueError(f"{fn}: expected one optimizer state per parameter, got two for"
                        f" {[lay.names[j] for j in sorted(seen & set(covered))]}")
     seen |= set(covered)
-    n = int(np.asarray(s.step))
+    n = int(np.asarray(s.step)) if "step" in s._fields else None
     if n == 0 and type(s) is not _optim.AdagradState:
-      continue
+      continue                                     # never stepped: torch has no state yet
     fields = _tree_fields(s, twin)
     leaves = {f: _field_leaves(fn, s, f, lay.treedef) for f in fields}
     for j in covered:
@@ -337,7 +347,7 @@ def optimizer_state_to_torch(tx_state: optax.OptState, params: Any, template: An
         if f in _scalar_fields(twin):
           if f != "step" or twin.torch_keeps_step:
             entry[f] = torch.tensor(float(np.asarray(getattr(s, f))), dtype=scalar_dtype())
-        elif f in leaves:
+        elif f in leaves and not _placeholder(leaves[f][j], lay.leaves[j]):
           entry[f] = to_tensor(lay.to_torch[j](np.asarray(leaves[f][j])))
       out[ids[lay.position[j]]] = entry
   return {"state": out, "param_groups": groups}

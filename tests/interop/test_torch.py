@@ -559,3 +559,31 @@ def test_hugging_face_schedules_are_recognised(name):
   state = llt.optimizer_state_from_torch(tx, opt, {"w": jnp.zeros((), jnp.float64)}, step_count=14)
   u, _ = tx.update({"w": jnp.ones((), jnp.float64)}, state, {"w": jnp.zeros((), jnp.float64)})
   np.testing.assert_allclose(-float(u["w"]), opt.param_groups[0]["lr"], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["Adafactor", "Muon"])
+def test_resume_adafactor_and_muon(name):
+  """Twins registered by their own modules convert too: Adafactor's per-shape state keys (row/col factors
+  for matrices, a full variance for vectors) and Muon's missing step count (its lr counter needs step_count)."""
+  cls = getattr(torch.optim, name, None)
+  if cls is None:
+    pytest.skip(f"torch {torch.__version__} has no torch.optim.{name}")
+  p0, x, y = initial(9, "float64")
+  tp = {k: torch.tensor(p0[k], requires_grad=True) for k in PARAM_NAMES}
+  keys = ["w1", "w2"] if name == "Muon" else list(PARAM_NAMES)            # Muon takes matrices only
+  opt = cls([tp[k] for k in keys], lr=0.02)
+  sched = S.CosineAnnealingLR(opt, T_max=40)
+  xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+  _torch_steps(tp, opt, sched, xt, yt, 10)
+  names = llt.torch_param_names(opt, tp)
+  tx = llt.from_torch_optimizer(opt, sched, param_names=names, steps_per_epoch=1)
+  params = {k: v for k, v in llt.params_from_torch(tp).items() if k in keys}
+  state = llt.optimizer_state_from_torch(tx, opt, params, param_names=names, step_count=10)
+  start = jax.tree.map(np.asarray, params)
+  grads: list = []
+  torch_traj = [{k: v[k] for k in keys} for v in _torch_steps(tp, opt, sched, xt, yt, 10, record=grads)]
+  jax_traj = _teacher_forced(tx, params, state, [{k: g[k] for k in keys} for g in grads])
+  assert max(e.rel for e in trajectory_errors([start, *jax_traj], [start, *torch_traj])) <= 1e-10
+  back = llt.optimizer_state_to_torch(state, params, opt, param_names=names)
+  sd = opt.state_dict()["state"]
+  assert {i: sorted(e) for i, e in back["state"].items()} == {i: sorted(e) for i, e in sd.items()}

@@ -109,11 +109,15 @@ def test_round_trip_is_bit_exact_for_every_layer(torch, dtype):
       assert np.array_equal(np.asarray(u), np.asarray(v)), name
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_forward_agrees_with_torch_after_copy(torch, dtype):
-  """Each standard layer computes torch's output from the copied weights (f64 1e-12, f32 1e-5 relative)."""
+def test_forward_agrees_with_torch_after_copy(torch):
+  """Each standard layer computes torch's output from the copied weights (float64, 1e-12 relative).
+
+  float32 layouts are covered by the bit-exact round trip; the forward check is float64 only (each
+  layer's first call compiles, and float32 would only measure float32 rounding).
+  """
+  dtype = "float64"
   tdt = getattr(torch, dtype)
-  tol = 1e-12 if dtype == "float64" else 1e-5
+  tol = 1e-12
   rng = np.random.default_rng(0)
   for i, (name, tm, nm, shape, kind) in enumerate(_pairs(torch, dtype)):
     tm = tm.to(tdt).eval()
