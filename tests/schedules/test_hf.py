@@ -130,6 +130,13 @@ def test_transformers_rejects_what_we_reject():
 
 
 @pytest.mark.parametrize("key", list(MAKERS))
+def test_vmap_over_counts(key):
+  s = make(key)
+  k = jnp.arange(24).reshape(2, 12)
+  np.testing.assert_allclose(np.asarray(jax.vmap(jax.vmap(s))(k)), np.asarray(s(k)), rtol=1e-14, atol=1e-17)
+
+
+@pytest.mark.parametrize("key", list(MAKERS))
 def test_jit_no_retrace_and_array_counts(key):
   traces = []
   s = make(key)
@@ -151,6 +158,9 @@ def test_jit_no_retrace_and_array_counts(key):
 def test_dtypes(key):
   assert make(key)(3).dtype == jnp.float64
   assert make(key, lr=np.float32(0.1))(3).dtype == jnp.float32
+  bf16 = make(key, lr=np.array(0.1, dtype=jnp.bfloat16)[()])(jnp.arange(20))  # a numpy bfloat16 scalar
+  assert bf16.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(bf16, np.float64), eager(make(key), 19), rtol=2e-2, atol=1e-3)
   with jax.enable_x64(False):
     out = make(key)(jnp.asarray(5, jnp.int32))
     assert out.dtype == jnp.float32
