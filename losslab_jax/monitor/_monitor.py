@@ -156,7 +156,8 @@ class Monitor:
 
   def start(self) -> "Monitor":
     """(Re)start the clock: call it right before the loop if the monitor was built earlier."""
-    self._pending: list[tuple[int, dict[str, Any], Any]] = []
+    self._pending: list[tuple[int, dict[str, Any]]] = []
+    self._sync_on: Any = None  # only the newest step's: older train states must not be kept alive
     self._count = 0
     self._windows: list[tuple[int, float]] = []  # (steps, seconds) per window
     self._t_start = self._clock()
@@ -174,7 +175,8 @@ class Monitor:
 
     Args:
       sync_on: what to wait for at a sync (any pytree of arrays, e.g. the new train state); default:
-        the logged ``values``. With neither, the times measure dispatch only.
+        the logged ``values``. With neither, the times measure dispatch only. Only the newest step's
+        is held (a train state passed here is not kept alive past the next step).
       **values: scalars to log, as device arrays (``loss=loss, lr=lr, grad_norm=gnorm``): they are
         copied to the host only at the next sync.
 
@@ -187,7 +189,8 @@ class Monitor:
       raise RuntimeError("Monitor.step: the monitor is closed; call start() to reuse it")
     for key, value in values.items():
       _check_scalar(key, value)
-    self._pending.append((self._count, values, sync_on))
+    self._pending.append((self._count, values))
+    self._sync_on = sync_on
     self._count += 1
     if self._count == 1 or len(self._pending) >= self.sync_every:
       self._sync()
@@ -197,8 +200,8 @@ class Monitor:
       if final:
         self._draw(final=True)
       return
-    _, last_values, last_sync_on = self._pending[-1]
-    target = last_sync_on if last_sync_on is not None else last_values
+    target = self._sync_on if self._sync_on is not None else self._pending[-1][1]
+    self._sync_on = None
     if target is not None and (not isinstance(target, dict) or target):
       self._block(target)
     self.syncs += 1
@@ -208,8 +211,8 @@ class Monitor:
     self._t_mark = now
     window = len(self._windows)
     self._windows.append((n, dt))
-    host = _fetch([values for _, values, _ in self._pending])
-    for (i, _, _), values in zip(self._pending, host, strict=True):
+    host = _fetch([values for _, values in self._pending])
+    for (i, _), values in zip(self._pending, host, strict=True):
       self.records.append({"step": i, "time_s": dt / n, "window": window, **values})
     self._pending = []
     if self.memory:

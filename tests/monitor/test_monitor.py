@@ -125,6 +125,25 @@ def test_sync_on_is_what_gets_blocked():
   assert seen == ["state-0", "state-2"]
 
 
+def test_only_the_newest_sync_target_is_kept_alive():
+  import gc
+  import weakref
+
+  class State:
+    pass
+
+  mon = quiet(sync_every=50, block=lambda t: t)
+  refs = []
+  for _ in range(5):
+    state = State()
+    refs.append(weakref.ref(state))
+    mon.step(state, loss=1.0)
+  del state
+  gc.collect()
+  assert [r() is None for r in refs] == [True, True, True, True, False]  # the first 4 are free
+  mon.close()
+
+
 def test_jitted_loop_counts_block_calls():
   calls = []
 
