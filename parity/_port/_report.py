@@ -154,7 +154,7 @@ class _Rendered:
 def _divergence_lines(passed: bool, first: Divergence | None, traps: list[Trap]) -> list[str]:
   lines = []
   for t in traps:
-    mark = "confirmed" if t.confirmed else "seen in the configuration"
+    mark = "confirmed by the numbers" if t.confirmed else "seen in the configuration"
     lines.append(f"trap {t.name} at {t.where or '(the model)'} ({mark}): {t.message}")
   if passed:
     lines.append("PASSED: every compared quantity agrees within tolerance.")
@@ -271,8 +271,12 @@ class StepRecord:
   jax_loss: float
   errors: dict[str, dict[str, float]]
 
-  def worst(self, quantity: str) -> tuple[str | None, float]:
-    errs = self.errors.get(quantity, {})
+  def worst(self, quantity: str, ignore: tuple[str, ...] = ()) -> tuple[str | None, float]:
+    """The parameter with the largest error of ``quantity`` (names matching an ``ignore`` pattern left out)."""
+    import fnmatch
+
+    errs = {n: e for n, e in self.errors.get(quantity, {}).items()
+            if not any(fnmatch.fnmatchcase(n, p) for p in ignore)}
     if not errs:
       return None, 0.0
     name = max(errs, key=lambda n: _sortable(errs[n]))
@@ -297,6 +301,7 @@ class TrainingReport(_Rendered):
     dtype: the comparison's dtype.
     tolerance: ``{quantity: rtol}``.
     verdict: one sentence: model and optimizer agree, or which of them differs first.
+    ignore: the ``ignore=`` patterns: those parameters are in ``steps`` but not in the verdict or table.
   """
 
   passed: bool
@@ -307,12 +312,13 @@ class TrainingReport(_Rendered):
   dtype: str
   tolerance: dict[str, float]
   verdict: str = ""
+  ignore: tuple[str, ...] = ()
 
   def curves(self) -> dict[str, list[float]]:
     """Per-step worst relative error of ``loss``, ``grads`` and ``params`` (for the drift plot)."""
     return {"loss": [s.loss_rel for s in self.steps],
-            "grads": [s.worst("grad")[1] for s in self.steps],
-            "params": [s.worst("param")[1] for s in self.steps]}
+            "grads": [s.worst("grad", self.ignore)[1] for s in self.steps],
+            "params": [s.worst("param", self.ignore)[1] for s in self.steps]}
 
   def plot_drift(self, path, title: str = "compare_training") -> None:
     """Write the drift figure (running max of each per-step error, log y) to ``path`` (needs matplotlib)."""
@@ -336,13 +342,13 @@ class TrainingReport(_Rendered):
       cells = [str(s.step), fmt(s.loss_rel)]
       bad = False
       for q in ("grad", "update", "param"):
-        name, err = s.worst(q)
+        name, err = s.worst(q, self.ignore)
         cells += [fmt(err), name or "-"]
       for q, tol in self.tolerance.items():
         if q == "loss":
           bad |= not s.loss_rel <= tol
         else:
-          bad |= not s.worst(q)[1] <= tol
+          bad |= not s.worst(q, self.ignore)[1] <= tol
       status = "ok" if not bad else "DIVERGES"
       if first is not None and first.step == s.step:
         status = f"FIRST DIVERGENCE ({first.quantity})"
@@ -350,12 +356,17 @@ class TrainingReport(_Rendered):
     return [t]
 
   def _lines(self):
-    return _divergence_lines(self.passed, self.first_divergence, self.traps) + (
+    lines = []
+    if self.ignore:
+      worst = max((s.worst(q)[1] for s in self.steps for q in ("grad", "update", "param")), default=0.0)
+      lines.append(f"ignored (not judged): {', '.join(self.ignore)}; worst error over all parameters incl. "
+                   f"these: {fmt(worst)}")
+    return lines + _divergence_lines(self.passed, self.first_divergence, self.traps) + (
         [self.verdict] if self.verdict else [])
 
   def as_dict(self) -> dict:
     return {"kind": "training", "passed": self.passed, "dtype": self.dtype, "tolerance": self.tolerance,
-            "teacher_forcing": self.teacher_forcing, "verdict": self.verdict,
+            "teacher_forcing": self.teacher_forcing, "verdict": self.verdict, "ignore": list(self.ignore),
             "first_divergence": dataclasses.asdict(self.first_divergence) if self.first_divergence else None,
             "traps": [dataclasses.asdict(t) for t in self.traps],
             "steps": [dataclasses.asdict(s) for s in self.steps]}
@@ -376,7 +387,7 @@ class TrainingReport(_Rendered):
     for s in self.steps:
       cells = [str(s.step), fmt(s.loss_rel)]
       for q in ("grad", "update", "param"):
-        name, err = s.worst(q)
+        name, err = s.worst(q, self.ignore)
         cells.append(f"{fmt(err)} (`{name}`)" if name else "-")
       lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -377,15 +377,16 @@ def _training_traps(first: Divergence | None, records, jax_run: Run, torch_run: 
     return _running_var_trap(first, jax_run, torch_run, torch_model)
   if first is not None and first.quantity in ("update", "param") and first.parameter is not None:
     k = first.step
-    g = np.abs(np.asarray(torch_run.grads[k][first.parameter], np.float64))
-    eps = float(np.finfo(g.dtype if g.dtype.kind == "f" else np.float64).eps)
+    raw = np.asarray(torch_run.grads[k][first.parameter])
+    eps = float(np.finfo(raw.dtype if raw.dtype.kind == "f" else np.float64).eps)
+    g = np.abs(raw.astype(np.float64))
     scale = _global_max(torch_run.grads[k])
     if g.size and scale > 0 and float(g.max()) <= 1e4 * eps * scale:
       return [Trap("noise_gradient", first.parameter,
                    f"the torch gradient of {first.parameter} at step {k} is rounding noise (max {float(g.max()):.1e} "
                    f"against {scale:.1e} elsewhere: zero in exact arithmetic, e.g. an attention key bias); a "
                    "normalising optimizer turns that noise into updates that differ in any two implementations: "
-                   f"pass ignore=[{first.parameter!r}] (or remove the parameter)")]
+                   f"pass ignore=[{first.parameter!r}] (or remove the parameter)", confirmed=True)]
   if first is None or first.quantity not in ("update", "param") or first.step >= len(torch_run.updates):
     return []
   k = first.step
@@ -394,20 +395,27 @@ def _training_traps(first: Divergence | None, records, jax_run: Run, torch_run: 
     return []
   lrs = torch_run.lrs
   close = lambda a, b: abs(a - b) <= 1e-6 * abs(b)  # noqa: E731
-  if k + 1 < len(lrs) and lrs[k] and close(ratio, lrs[k + 1] / lrs[k]) and not close(ratio, 1.0):
-    return [Trap("schedule_shift", "", f"at step {k} every update is {ratio:.6g} x torch's, which is torch's lr "
-                 f"of step {k + 1} over that of step {k}: the JAX schedule runs one step early")]
-  if k >= 1 and lrs[k] and close(ratio, lrs[k - 1] / lrs[k]) and not close(ratio, 1.0):
-    return [Trap("schedule_shift", "", f"at step {k} every update is {ratio:.6g} x torch's, which is torch's lr "
-                 f"of step {k - 1} over that of step {k}: the JAX schedule runs one step late")]
+  if k < len(lrs) and lrs[k] and not close(ratio, 1.0):
+    hits = [j for j in range(len(lrs)) if j != k and close(ratio, lrs[j] / lrs[k])]
+    if hits:
+      j = min(hits, key=lambda j: (abs(j - k), j))
+      if j == k - 1:
+        how = "the JAX schedule runs one step late"
+      elif j == k + 1:
+        how = "the JAX schedule runs one step early"
+      else:
+        how = (f"the JAX schedule is {abs(j - k)} steps {'ahead' if j > k else 'behind'} (a scheduler stepped once "
+               "per epoch converted as if stepped per batch, or a wrong steps_per_epoch?)")
+      return [Trap("schedule_shift", "", f"at step {k} every update is {ratio:.6g} x torch's, which is torch's lr of "
+                   f"step {j} over that of step {k}: {how}", confirmed=True)]
   if clip_grad_norm is not None and k < len(torch_run.norms):
     norm = torch_run.norms[k]
     if norm > clip_grad_norm and close(ratio, (norm + 1e-6) / norm):
       return [Trap("clip_eps", "", f"at step {k} (gradient norm {norm:.6g} > max_norm {clip_grad_norm:g}) every "
                    f"update is (norm + 1e-6) / norm = {ratio:.10g} x torch's: the clipping lacks torch's +1e-6 "
-                   "(torch scales by max_norm / (norm + 1e-6)); use ll.optim.clip_grad_norm")]
+                   "(torch scales by max_norm / (norm + 1e-6)); use ll.optim.clip_grad_norm", confirmed=True)]
   return [Trap("lr_scale", "", f"at step {k} every update is {ratio:.6g} x torch's: a learning-rate, schedule or "
-               "clipping-factor difference (the direction agrees)")]
+               "clipping-factor difference (the direction agrees)", confirmed=True)]
 
 
 def _verdict(first: Divergence | None, records, tol, teacher_forcing: bool) -> str:
@@ -608,7 +616,7 @@ def compare_training(torch_model: Any, torch_optimizer: Any, torch_loss_fn: Call
   if first is not None and traps:
     first = dataclasses.replace(first, trap=traps[0].name)
   return TrainingReport(first is None, first, records, traps, teacher_forcing, dtype, tol,
-                        _verdict(first, judged, tol, teacher_forcing))
+                        _verdict(first, judged, tol, teacher_forcing), tuple(ignore))
 
 
 def _without(r: StepRecord, ignore: Sequence[str]) -> StepRecord:
