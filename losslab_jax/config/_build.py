@@ -341,10 +341,13 @@ def _is_real(v: Any) -> bool:
 
 
 def _is_int(v: Any) -> bool:
+  """An integer, or a whole float (YAML reads ``total_steps: 2e3`` as 2000.0); never a bool."""
   if isinstance(v, (bool, np.bool_)):
     return False
   if isinstance(v, numbers.Integral):
     return True
+  if isinstance(v, float):
+    return v.is_integer()
   return isinstance(v, (np.ndarray, jax.Array)) and v.shape == () and bool(np.issubdtype(v.dtype, np.integer))
 
 
@@ -440,15 +443,32 @@ def _expectation(fn: Callable[..., Any], param: inspect.Parameter) -> _Expect | 
                  number=any(p.number for p in known))
 
 
-def _check_types(ctx: _Ctx, path: str, fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
-  """Every value in ``kwargs`` has the kind ``fn``'s annotation for it names."""
+def _whole_to_int(value: Any) -> Any:
+  """``2000.0`` -> ``2000`` (and inside lists); the factories take integer counts as ints."""
+  if isinstance(value, float) and value.is_integer():
+    return int(value)
+  if isinstance(value, (list, tuple)):
+    return type(value)(_whole_to_int(v) for v in value)
+  return value
+
+
+def _check_types(ctx: _Ctx, path: str, fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+  """``kwargs`` after checking that every value has the kind ``fn``'s annotation names.
+
+  Whole floats given for integer arguments (YAML's ``2e3``) come back as ints.
+  """
   params = _params(fn)
+  out = dict(kwargs)
   for key, value in kwargs.items():
     expect = _expectation(fn, params[key]) if key in params else None
-    if expect is None or expect.accepts(value):
+    if expect is None:
       continue
-    note = " (a bool is not a number)" if expect.number and isinstance(value, (bool, np.bool_)) else ""
-    raise ctx.error(_join(path, key), f"expected {expect.what}, got {value!r}{note}")
+    if not expect.accepts(value):
+      note = " (a bool is not a number)" if expect.number and isinstance(value, (bool, np.bool_)) else ""
+      raise ctx.error(_join(path, key), f"expected {expect.what}, got {value!r}{note}")
+    if "integer" in expect.what and "number" not in expect.what:
+      out[key] = _whole_to_int(value)
+  return out
 
 
 # --- parsed configs: every check happens here, nothing is built --------------------------------------
@@ -532,7 +552,7 @@ def _parse_loss_term(ctx: _Ctx, path: str, section: Any, scale: float | None,
     if not (np.issubdtype(v.dtype, np.number) and not np.issubdtype(v.dtype, np.bool_)):
       raise ctx.error(_join(path, k), f"expected a list of numbers, got {kwargs[k]!r}")
   scalars = {k: v for k, v in kwargs.items() if k not in arrays}
-  _check_types(ctx, path, fn, scalars)
+  scalars = _check_types(ctx, path, fn, scalars)
   return _LossTerm(path, name, fn, scalars, arrays, scale)
 
 
@@ -590,10 +610,11 @@ def _parse_schedule(ctx: _Ctx, path: str, section: Any, *, override_lr: Any, fil
   missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in kwargs]
   if missing:
     raise ctx.error(path, f"{name} needs {', '.join(repr(m) for m in missing)}")
-  _check_types(ctx, path, fn, {k: v for k, v in kwargs.items() if k != "schedules"})
+  kwargs.update(_check_types(ctx, path, fn, {k: v for k, v in kwargs.items() if k != "schedules"}))
   steps_per_epoch = section.get("steps_per_epoch")
   if "steps_per_epoch" in section and not _is_int(steps_per_epoch):
     raise ctx.error(_join(path, "steps_per_epoch"), f"expected an integer, got {steps_per_epoch!r}")
+  steps_per_epoch = _whole_to_int(steps_per_epoch)
   return _ScheduleCall(path, name, fn, kwargs, steps_per_epoch)
 
 
@@ -638,7 +659,7 @@ def _parse_schedule_section(ctx: _Ctx, spec: Mapping[str, Any], opt_kwargs: Mapp
 def _parse_optimizer_call(ctx: _Ctx, path: str, name: str, fn: Callable[..., Any], kwargs: Mapping[str, Any],
                           sched: Mapping[str, Any] | None, base_lr: Any, default_lr: Any) -> _OptimizerCall:
   """One optimizer call (the default one, or a param group's): types, then its schedule."""
-  _check_types(ctx, path, fn, kwargs)
+  kwargs = _check_types(ctx, path, fn, kwargs)
   schedule = None
   if sched is not None and sched["name"] != _PLATEAU:
     schedule = _parse_schedule(ctx, "schedule", sched, override_lr=kwargs.get("lr", base_lr), fill_lr=default_lr)
@@ -689,7 +710,7 @@ def _parse_clip(ctx: _Ctx, section: Any) -> tuple[str, Mapping[str, Any]] | None
     name, kwargs = "clip_grad_value", {"clip_value": section["clip_value"]}
   else:
     name, kwargs = "clip_grad_norm", {k: section[k] for k in ("max_norm", "norm_type") if k in section}
-  _check_types(ctx, "gradient_clipping", getattr(ll_optim, name), kwargs)
+  kwargs = _check_types(ctx, "gradient_clipping", getattr(ll_optim, name), kwargs)
   return name, kwargs
 
 
@@ -728,7 +749,7 @@ def _parse(spec: Any, where: str, rationale: str | None) -> _Plan:
     _check_kwargs(ctx, "schedule", _PLATEAU, sched, list(_params(plateau_fn)))
     plateau = {k: v for k, v in sched.items() if k != "name"}
     plateau.setdefault("base_lr", opt_kwargs.get("lr", default_lr))
-    _check_types(ctx, "schedule", plateau_fn, plateau)
+    plateau = _check_types(ctx, "schedule", plateau_fn, plateau)
 
   groups = _parse_groups(ctx, spec, optimizer, opt_params, sched, default_lr)
   clip = _parse_clip(ctx, spec.get("gradient_clipping"))

@@ -244,6 +244,8 @@ def test_numbers_from_numpy_jax_and_callables_from_a_dict_are_accepted():
                                         "eps": jnp.asarray(1e-8, F64)},
                              schedule={"name": "step_lr", "step_size": np.int64(2)}))
   assert_close([scheme.schedule(k) for k in range(3)], [0.1, 0.1, 0.01])
+  scheme = config.build(base(schedule={"name": "step_lr", "step_size": 2e0}))   # YAML's 2e0: a whole float
+  assert_close([scheme.schedule(k) for k in range(3)], [0.1, 0.1, 0.01])
   scheme = config.build(base(optimizer={"name": "sgd", "lr": lambda k: 0.5 ** k}))
   p = {"w": jnp.ones(1, F64)}
   assert_close([u["w"][0] for u in sgd_updates(scheme, p, {"w": jnp.ones(1, F64)}, 2)], [-1.0, -0.5])
