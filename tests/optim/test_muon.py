@@ -140,3 +140,23 @@ def test_dtypes_nan_and_no_retrace():
   assert all(b.dtype == params[k].dtype for k, b in s[0].momentum_buffer.items())
   u, _ = step(params, tx.init(params), {**params, "b": params["b"].at[0, 0].set(jnp.nan)})
   assert bool(jnp.isnan(u["b"]).all()) and bool(jnp.isfinite(u["c"]).all())
+
+
+def test_nnx_optimizer_with_the_param_groups_recipe():
+  from flax import nnx
+
+  model = nnx.Linear(3, 2, rngs=nnx.Rngs(0), param_dtype=jnp.float32)
+  labels = lambda ps: jax.tree.map(lambda p: "muon" if p.ndim == 2 else "adamw", ps)  # noqa: E731
+  tx = ll.optim.param_groups({"muon": ll.optim.muon(lr=0.05), "adamw": ll.optim.adamw(lr=1e-2)}, labels)
+  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 3)), jnp.float32)
+  loss = lambda m: jnp.mean((m(x) - 1.0) ** 2)  # noqa: E731
+
+  @nnx.jit
+  def train(model, opt):
+    opt.update(model, nnx.grad(loss)(model))
+
+  before = float(loss(model))
+  for _ in range(3):
+    train(model, opt)
+  assert float(loss(model)) < before
