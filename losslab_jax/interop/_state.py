@@ -15,7 +15,7 @@ from losslab_jax import optim as _optim
 from losslab_jax.interop._naming import Layout, layout, names_from_groups
 from losslab_jax.interop._translate import from_torch_optimizer, last_epoch, supported_optimizers, twin_of
 from losslab_jax.interop._util import num, scalar_dtype, to_numpy, to_tensor, torch_module
-from losslab_jax.interop._weights import WeightMap
+from losslab_jax.interop._weights import WeightMap, copy_weights  # noqa: F401 - copy_weights: doctests
 
 
 def _twins_by_state() -> dict[type, Any]:
@@ -176,6 +176,17 @@ def optimizer_state_from_torch(tx: optax.GradientTransformation, state_dict: Any
       keys differ from the transformation's state fields (another optimizer class or flag, e.g.
       ``amsgrad``); parameters of a group disagree on ``step``; ``tx`` has no optimizer state this
       module knows.
+
+  Examples:
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.zeros(2))
+    >>> opt = torch.optim.Adam([w], lr=0.1)
+    >>> w.grad = torch.ones(2); opt.step()                    # torch: exp_avg = (1 - 0.9) * 1
+    >>> tx = from_torch_optimizer(opt)
+    >>> state = optimizer_state_from_torch(tx, opt, {"w": jnp.zeros(2)})
+    >>> adam = state[2]
+    >>> int(adam.step), [round(float(v), 6) for v in adam.exp_avg["w"]]
+    (1, [0.1, 0.1])
   """
   fn = "optimizer_state_from_torch"
   sd, optimizer = _state_dict_of(fn, state_dict)
@@ -383,6 +394,21 @@ def nnx_optimizer_from_torch(nnx_module: Any, optimizer: Any, scheduler: Any = N
 
   Raises:
     ValueError: as :func:`from_torch_optimizer` and :func:`optimizer_state_from_torch`.
+
+  Examples:
+    >>> import torch
+    >>> from flax import nnx
+    >>> t = torch.nn.Linear(2, 1)
+    >>> with torch.no_grad():
+    ...   _ = t.weight.fill_(1.0), t.bias.fill_(0.0)
+    >>> opt = torch.optim.SGD(t.parameters(), lr=0.1, momentum=0.9)
+    >>> t(torch.ones(1, 2)).sum().backward(); opt.step()   # torch: w = 1 - 0.1 * 1 = 0.9
+    >>> m = nnx.eval_shape(lambda: nnx.Linear(2, 1, rngs=nnx.Rngs(0)))
+    >>> wm = copy_weights(t, m)
+    >>> o = nnx_optimizer_from_torch(m, opt, weight_map=wm, step_count=1)
+    >>> _ = o.update(m, nnx.grad(lambda m: m(jnp.ones((1, 2))).sum())(m))  # buffer 0.9 * 1 + 1 = 1.9
+    >>> [round(float(w), 6) for w in m.kernel[...].ravel()]             # 0.9 - 0.1 * 1.9
+    [0.71, 0.71]
   """
   from flax import nnx
 

@@ -30,7 +30,12 @@ SUPPORTED_SCHEDULERS = ("StepLR", "MultiStepLR", "ExponentialLR", "ConstantLR", 
 
 
 def supported_optimizers() -> tuple[str, ...]:
-  """Class names of the torch optimizers with a registered twin (``ll.optim.torch_twins()``)."""
+  """Class names of the torch optimizers with a registered twin (``ll.optim.torch_twins()``).
+
+  Examples:
+    >>> "SGD" in supported_optimizers() and "Lion" in supported_optimizers()
+    True
+  """
   return tuple(t.torch_name for t in _optim.torch_twins().values())
 
 

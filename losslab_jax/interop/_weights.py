@@ -162,7 +162,16 @@ class WeightMap:
       when strict).
 
   Examples:
-    See :func:`copy_weights`.
+    >>> import numpy as np, torch
+    >>> from flax import nnx
+    >>> t = torch.nn.Linear(3, 2)
+    >>> wm = copy_weights(t, nnx.eval_shape(lambda: nnx.Linear(3, 2, rngs=nnx.Rngs(0))))
+    >>> moment = {"weight": np.arange(6.0).reshape(2, 3), "bias": np.zeros(2)}   # torch layout (out, in)
+    >>> tree = wm.tree_from_torch(moment)                                      # flax layout (in, out)
+    >>> tree["kernel"][...].tolist()
+    [[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]]
+    >>> wm.tree_to_torch(tree)["weight"].tolist()
+    [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
   """
 
   def __init__(self, entries: Iterable[WeightEntry], param_template: Any, torch_params: Mapping[str, Any],
@@ -351,6 +360,11 @@ def default_layout(torch_mod: Any, nnx_mod: Any) -> Mapping[str, Placement | str
   RMSNorm
   Embedding                   ``weight`` -> ``embedding``
   ==========================  =======================================================================
+
+  Examples:
+    >>> import torch
+    >>> default_layout(torch.nn.Conv2d(1, 2, 3), None)["weight"].perm       # (O, I, H, W) -> HWIO
+    (2, 3, 1, 0)
   """
   torch = _torch()
   nn = torch.nn
