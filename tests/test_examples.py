@@ -21,6 +21,9 @@ EXPECTED = {
     "landscape_and_lr_range": (("lr_range_test.png", "landscape_1d.png", "landscape_2d.png"), "suggested lr"),
     "monitor_training": (("monitor.json", "monitor.csv", "monitor.png"), "time per step afterwards"),
     "optimizer_comparison": (("optimizer_comparison.png",), "final train loss"),
+    "port_cnn_checkpoint": ((), "port_cnn_checkpoint: PASSED"),
+    "port_epoch_schedule": ((), "port_epoch_schedule: PASSED"),
+    "port_finetune": ((), "port_finetune: PASSED"),
     "port_from_pytorch": ((), "The two loops agree"),
     "regression_outliers": (("regression_outliers.png",), "clean RMSE"),
     "schemes_and_config": ((), "did not move (frozen)"),
@@ -34,7 +37,7 @@ def test_every_example_is_covered():
 @pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs_in_fast_mode(path, tmp_path):
-  if path.stem == "port_from_pytorch":
+  if path.stem.startswith("port_"):
     pytest.importorskip("torch")
   if EXPECTED[path.stem][0]:
     pytest.importorskip("matplotlib")

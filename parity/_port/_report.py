@@ -333,7 +333,8 @@ class TrainingReport(_Rendered):
     t = Table(title=f"compare_training ({self.dtype}, {mode}): worst relative error per step")
     t.add_column("step", justify="right")
     t.add_column("loss rel", justify="right")
-    for q in ("grad", "update", "param"):
+    shown = ("grad", "update", "param") + (("buffer",) if any(s.errors.get("buffer") for s in self.steps) else ())
+    for q in shown:
       t.add_column(f"{q} rel", justify="right")
       t.add_column(f"worst {q}", no_wrap=True)
     t.add_column("status", no_wrap=True)
@@ -341,7 +342,7 @@ class TrainingReport(_Rendered):
     for s in self.steps:
       cells = [str(s.step), fmt(s.loss_rel)]
       bad = False
-      for q in ("grad", "update", "param"):
+      for q in shown:
         name, err = s.worst(q, self.ignore)
         cells += [fmt(err), name or "-"]
       for q, tol in self.tolerance.items():
