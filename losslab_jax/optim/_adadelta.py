@@ -79,7 +79,7 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> optax.GradientTran
     _common.check_updates("adadelta", updates, state.square_avg)
     leaf = lambda g, s, a: _adadelta_leaf(g, s, a, rho=rho, eps=eps)  # noqa: E731
     d, sq, acc = _common.map_leaves(leaf, 3, updates, state.square_avg, state.acc_delta)
-    return tree_cast_like(d, updates), AdadeltaState(step=optax.safe_increment(state.step),
+    return tree_cast_like(d, updates), AdadeltaState(step=_common.increment(state.step),
                                            square_avg=tree_cast_like(sq, state.square_avg),
                                            acc_delta=tree_cast_like(acc, state.acc_delta))
 

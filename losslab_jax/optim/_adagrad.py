@@ -75,7 +75,8 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.0,
     del params
     _common.check_updates("adagrad", updates, state.sum)
     d, s = _common.map_leaves(lambda g, s: _adagrad_leaf(g, s, eps=eps), 2, updates, state.sum)
-    return tree_cast_like(d, updates), AdagradState(step=optax.safe_increment(state.step), sum=tree_cast_like(s, state.sum))
+    return tree_cast_like(d, updates), AdagradState(step=_common.increment(state.step),
+                                                    sum=tree_cast_like(s, state.sum))
 
   return optax.GradientTransformation(init_fn, update_fn)
 

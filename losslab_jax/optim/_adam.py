@@ -98,7 +98,7 @@ def scale_by_adam(betas: tuple[ScalarOrSchedule, float] = (0.9, 0.999), eps: flo
   def update_fn(updates, state, params=None):
     del params
     _common.check_updates("adam", updates, state.exp_avg)
-    step = optax.safe_increment(state.step)               # torch: step_t += 1 before use
+    step = _common.increment(state.step)               # torch: step_t += 1 before use
     t = step.astype(_common.scalar_dtype())
     b1 = beta1 if _common.is_static(beta1) else _common.resolve(beta1, state.step)
     bc1 = _common.bias_correction(b1, t)

@@ -73,7 +73,7 @@ def scale_by_adamax(betas: tuple[ScalarOrSchedule, float] = (0.9, 0.999),
   def update_fn(updates, state, params=None):
     del params
     _common.check_updates("adamax", updates, state.exp_avg)
-    step = optax.safe_increment(state.step)
+    step = _common.increment(state.step)
     b1 = beta1 if _common.is_static(beta1) else _common.resolve(beta1, state.step)
     bc1 = _common.bias_correction(b1, step.astype(_common.scalar_dtype()))
     leaf = lambda g, m, u: _adamax_leaf(g, m, u, beta1=b1, beta2=beta2, eps=eps, bc1=bc1)  # noqa: E731

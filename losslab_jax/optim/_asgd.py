@@ -92,7 +92,7 @@ def scale_by_asgd(lr: ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alpha: float
                        updates, params, state.ax)
     u, ax = jax.tree.transpose(jax.tree.structure(updates), jax.tree.structure((0, 0)), out)
     u = jax.tree.map(jnp.negative, u)
-    step = optax.safe_increment(state.step)
+    step = _common.increment(state.step)
     # eta and mu for the next step, from this step's lr (torch: computed in Python doubles after use)
     lr_k = _common.resolve(lr, state.step)
     t = step.astype(lr_k.dtype)

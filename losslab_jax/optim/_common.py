@@ -23,12 +23,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from losslab_jax._internal import _checks
+
 ScalarOrSchedule = optax.ScalarOrSchedule
 
 NO_PARAMS_MSG = (
     "{fn}: weight decay needs the current parameters; call `update(grads, state, params)`"
     " (optax.apply_updates style), not `update(grads, state)`"
 )
+
+
+def increment(step: jax.Array) -> jax.Array:
+  """``step + 1``, saturating at the int32 maximum (``optax.safe_increment``), as an array."""
+  return jnp.asarray(optax.safe_increment(step))
 
 
 def resolve(value: ScalarOrSchedule, count: jax.Array) -> jax.Array:
@@ -60,7 +67,7 @@ def _checkable(value: Any, name: str) -> bool:
 
   Schedules and traced values (``optax.inject_hyperparams`` inside ``jit``) are not checked.
   """
-  if callable(value) or isinstance(value, jax.core.Tracer):
+  if callable(value) or not _checks.is_concrete(value):
     return False
   if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.ndarray, jax.Array)):
     raise TypeError(f"Invalid {name}: expected a float or a schedule, got {type(value).__name__} {value!r}")
@@ -74,6 +81,12 @@ def check_nonneg(name: str, value: Any) -> None:
   Skipped for schedules and traced values.
   """
   if _checkable(value, name) and not value >= 0.0:
+    raise ValueError(f"Invalid {name}: {value}")
+
+
+def check_positive(name: str, value: Any) -> None:
+  """``Invalid <name>: <value>`` unless value > 0 (lion-pytorch's ``lr > 0``); NaN fails too."""
+  if _checkable(value, name) and not value > 0.0:
     raise ValueError(f"Invalid {name}: {value}")
 
 
@@ -176,7 +189,7 @@ def scale_by_lr(lr: ScalarOrSchedule, *, decoupled_weight_decay: float = 0.0,
       updates = jax.tree.map(decayed, updates, params)
     else:
       updates = jax.tree.map(lambda u: (-(lr_k * u)).astype(u.dtype), updates)
-    return updates, ScaleByLrState(step=optax.safe_increment(state.step))
+    return updates, ScaleByLrState(step=increment(state.step))
 
   return optax.GradientTransformation(init_fn, update_fn)
 

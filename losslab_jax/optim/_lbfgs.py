@@ -421,9 +421,9 @@ def lbfgs(lr: ScalarOrSchedule = 1.0, max_iter: int = 20, max_eval: int | None =
         s = c.d * c.t
         ys = y @ s
         hist = (c.old_dirs, c.old_stps, c.ro, c.history_len, c.history_start)
-        hist = lax.cond(ys > 1e-10, lambda h: _push(*h, y, s, 1.0 / ys), lambda h: h, hist)
+        hist = lax.cond(ys > 1e-10, lambda h: _push(h[0], h[1], h[2], h[3], h[4], y, s, 1.0 / ys), lambda h: h, hist)
         H_diag = jnp.where(ys > 1e-10, ys / (y @ y), c.H_diag)
-        d = _two_loop(c.g, *hist, H_diag)
+        d = _two_loop(c.g, hist[0], hist[1], hist[2], hist[3], hist[4], H_diag)
         return (d, *hist, H_diag)
 
       d, old_dirs, old_stps, ro, history_len, history_start, H_diag = lax.cond(
@@ -474,7 +474,7 @@ def lbfgs(lr: ScalarOrSchedule = 1.0, max_iter: int = 20, max_eval: int | None =
     c = lax.while_loop(lambda c: ~c.stop, body, carry)
     new_params = unravel(c.x)
     out = jax.tree.map(lambda new, p: (new - p).astype(p.dtype), new_params, params)
-    new_state = LBFGSState(step=optax.safe_increment(state.step), func_evals=c.func_evals,
+    new_state = LBFGSState(step=_common.increment(state.step), func_evals=c.func_evals,
                            n_iter=c.state_n_iter, d=c.d, t=c.t, old_dirs=c.old_dirs, old_stps=c.old_stps,
                            ro=c.ro, H_diag=c.H_diag, prev_flat_grad=c.prev_flat_grad, prev_loss=c.prev_loss,
                            history_len=c.history_len, history_start=c.history_start)

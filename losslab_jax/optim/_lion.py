@@ -72,7 +72,7 @@ def scale_by_lion(betas: tuple[ScalarOrSchedule, float] = (0.9, 0.99)) -> optax.
     b1 = beta1 if _common.is_static(beta1) else _common.resolve(beta1, state.step)
     leaf = lambda g, m: _lion_leaf(g, m, beta1=b1, beta2=beta2)  # noqa: E731
     d, m = _common.map_leaves(leaf, 2, updates, state.exp_avg)
-    return tree_cast_like(d, updates), LionState(step=optax.safe_increment(state.step),
+    return tree_cast_like(d, updates), LionState(step=_common.increment(state.step),
                                        exp_avg=tree_cast_like(m, state.exp_avg))
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -141,8 +141,7 @@ def lion(lr: ScalarOrSchedule = 1e-4, betas: tuple[ScalarOrSchedule, float] = (0
     Chen et al., `Symbolic Discovery of Optimization Algorithms
     <https://arxiv.org/abs/2302.06675>`_, 2023.
   """
-  if _common.is_static(lr) and not lr > 0.0:
-    raise ValueError(f"Invalid learning rate: {lr}")
+  _common.check_positive("learning rate", lr)
   _check_lion_betas(betas)
   _common.check_nonneg("weight_decay value", weight_decay)
   return _common.chain(

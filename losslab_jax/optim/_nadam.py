@@ -96,7 +96,7 @@ def scale_by_nadam(betas: tuple[ScalarOrSchedule, float] = (0.9, 0.999), eps: fl
   def update_fn(updates, state, params=None):
     del params
     _common.check_updates("nadam", updates, state.exp_avg)
-    step = optax.safe_increment(state.step)
+    step = _common.increment(state.step)
     sd = _common.scalar_dtype()
     t = step.astype(sd)
     b1 = beta1 if _common.is_static(beta1) else _common.resolve(beta1, state.step)

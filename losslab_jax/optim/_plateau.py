@@ -144,8 +144,7 @@ def reduce_lr_on_plateau(mode: Literal["min", "max"] = "min", factor: float = 0.
         cooldown_counter=jnp.zeros([], jnp.int32), lr=jnp.asarray(base_lr, dtype),
         scale=jnp.ones([], dtype))
 
-  def update_fn(updates: optax.Updates, state: ReduceLROnPlateauState, params: optax.Params | None = None,
-                *, value: Any = None, **extra_args: Any) -> tuple[optax.Updates, ReduceLROnPlateauState]:
+  def update_fn(updates, state, params=None, *, value=None, **extra_args):
     del params, extra_args
     if value is None:
       raise ValueError(f"{fn}: expected the metric as `update(updates, state, params, value=metric)`, got no"

@@ -98,7 +98,7 @@ def scale_by_rmsprop(alpha: float = 0.99, eps: float = 1e-8, momentum: ScalarOrS
     d, sq, buf, gavg = _common.map_leaves(leaf, 4, updates, state.square_avg, state.momentum_buffer,
                                           state.grad_avg)
     new_state = RMSpropState(
-        step=optax.safe_increment(state.step), square_avg=tree_cast_like(sq, state.square_avg),
+        step=_common.increment(state.step), square_avg=tree_cast_like(sq, state.square_avg),
         momentum_buffer=tree_cast_like(buf, state.momentum_buffer) if use_buffer else (),
         grad_avg=tree_cast_like(gavg, state.grad_avg) if centered else ())
     return tree_cast_like(d, updates), new_state

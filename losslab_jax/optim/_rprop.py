@@ -115,7 +115,7 @@ def scale_by_rprop(lr: ScalarOrSchedule = 1e-2, etas: tuple[float, float] = (0.5
     out = jax.tree.map(leaf, updates, state.prev, state.step_size)
     u, prev, step_size = jax.tree.transpose(jax.tree.structure(updates), jax.tree.structure((0, 0, 0)), out)
     u = jax.tree.map(lambda a, g: a.astype(g.dtype), u, updates)
-    return u, RpropState(step=optax.safe_increment(state.step), prev=prev, step_size=step_size)
+    return u, RpropState(step=_common.increment(state.step), prev=prev, step_size=step_size)
 
   return optax.GradientTransformation(init_fn, update_fn)
 

@@ -97,7 +97,7 @@ def scale_by_sgd(momentum: ScalarOrSchedule = 0.0, dampening: float = 0.0,
     d = tree_cast_like(d, updates)
     if use_buffer:
       buf = tree_cast_like(buf, state.momentum_buffer)
-    return d, SGDState(step=optax.safe_increment(state.step), momentum_buffer=buf if use_buffer else ())
+    return d, SGDState(step=_common.increment(state.step), momentum_buffer=buf if use_buffer else ())
 
   return optax.GradientTransformation(init_fn, update_fn)
 

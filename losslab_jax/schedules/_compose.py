@@ -30,7 +30,7 @@ def _check_schedule(fn: str, name: str, s: Any) -> None:
 # --- LambdaLR --------------------------------------------------------------------------------
 
 
-def lambda_lr(lr: float, fn: Callable[[jax.Array], Any]) -> Schedule:
+def lambda_lr(lr: float, fn: Callable[[Any], Any]) -> Schedule:
   r"""The initial learning rate times a function of the count.
 
   .. math::
@@ -102,7 +102,7 @@ def _running_product(name: str, start: Callable[[Any], jax.Array], fn: Callable[
   return schedule
 
 
-def multiplicative_lr(lr: float, fn: Callable[[jax.Array], Any]) -> Schedule:
+def multiplicative_lr(lr: float, fn: Callable[[Any], Any]) -> Schedule:
   r"""Multiply the learning rate by ``fn(k)`` at every count.
 
   .. math::
@@ -350,7 +350,7 @@ def chained(schedules: Sequence[Schedule], *, lr: float | None = None) -> Schedu
   dtype_cache: dict[Any, Any] = {}
 
   def output_dtype(count_dtype: Any) -> Any:
-    key = (count_dtype, bool(jax.config.jax_enable_x64))
+    key = (count_dtype, bool(jax.config.read("jax_enable_x64")))
     if key not in dtype_cache:
       probe = jax.ShapeDtypeStruct((), count_dtype)
       dtype_cache[key] = jnp.result_type(*[jax.eval_shape(s, probe).dtype for s in schedules],

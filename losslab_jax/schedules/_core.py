@@ -99,7 +99,7 @@ class TorchSchedule:
   """
 
   name: str
-  fn: Callable[[jax.Array], jax.Array]
+  fn: Callable[[Any], jax.Array]
   rule: TorchSteps | None = None
   check_count: bool = True
 
@@ -152,7 +152,7 @@ def as_count(fn: str, count: ArrayLike) -> jax.Array:
 def as_float(fn: str, name: str, value: Any) -> float:
   if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.generic, np.ndarray, jax.Array)):
     raise TypeError(f"{fn}: expected `{name}` to be a real number, got {value!r}")
-  if isinstance(value, jax.core.Tracer):
+  if not _checks.is_concrete(value):
     raise TypeError(f"{fn}: expected `{name}` to be a concrete number (not traced), got a tracer")
   v = np.asarray(value)
   if v.shape != ():
