@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -199,34 +201,61 @@ def averaged_params(multi_avg_fn: MultiAvgFn | None = None) -> AveragedParams:
   return AveragedParams(init, update)
 
 
-def update_bn(loader: Iterable[Any], model: Any, *, forward: Callable[[Any, Any], Any] | None = None) -> None:
+_COUNT = "ll_reduced_count"
+
+
+@functools.cache
+def _counting_batchnorm() -> tuple[type, type]:
+  """An ``nnx.BatchNorm`` subclass that records how many elements each feature's statistics
+  reduce over (``m``), in a variable (so the count also comes back out of ``nnx.jit``)."""
+  from flax import nnx
+
+  class ReducedCount(nnx.Variable):
+    pass
+
+  class CountingBatchNorm(nnx.BatchNorm):
+    def __call__(self, x, use_running_average=None, *, mask=None):
+      if mask is not None:
+        raise ValueError("update_bn: BatchNorm masks are not supported (torch's update_bn has none)")
+      axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
+      features = math.prod(x.shape[a % x.ndim] for a in axes)
+      getattr(self, _COUNT)[...] = jnp.asarray(x.size // features, jnp.float32)
+      return super().__call__(x, use_running_average)
+
+  return CountingBatchNorm, ReducedCount
+
+
+def update_bn(loader: Iterable[Any], model: Any, *, forward: Callable[[Any, Any], Any] | None = None,
+              unbiased: bool = True) -> None:
   r"""Recompute the running statistics of every ``nnx.BatchNorm`` in ``model`` over ``loader``.
 
   torch's ``update_bn``: reset each BatchNorm's running mean to 0 and variance to 1, then run one
   pass over the data with the batch statistics in use and *cumulative* averaging (torch's
-  ``momentum=None``): after batch ``n``
+  ``momentum=None``): after batch ``n``, with ``f = 1/n``,
 
   .. math::
-     \mu_{run} \leftarrow \mu_{run} + \tfrac{1}{n}(\mu_{batch} - \mu_{run}),\qquad
-     \sigma^2_{run} \leftarrow \sigma^2_{run} + \tfrac{1}{n}(\sigma^2_{batch} - \sigma^2_{run})
+     \mu_{run} \leftarrow (1 - f)\, \mu_{run} + f\, \mu_{batch},\qquad
+     \sigma^2_{run} \leftarrow (1 - f)\, \sigma^2_{run} + f\, \frac{m}{m - 1}\, \sigma^2_{batch}
 
-  i.e. the equal-weight mean over batches of each batch's statistics. Each BatchNorm's
-  ``momentum`` and ``use_running_average`` are restored afterwards. Modifies ``model`` in place.
+  i.e. the equal-weight mean over batches of each batch's mean and *unbiased* variance (``m``:
+  the number of elements each feature's statistics reduce over in that batch), as torch keeps.
+  Each BatchNorm's ``momentum`` and ``use_running_average`` are restored afterwards. Modifies
+  ``model`` in place.
 
   Args:
     loader: an iterable of batches; a batch that is a list or tuple contributes its first element
       (as in torch).
     model: an ``nnx.Module`` containing ``nnx.BatchNorm`` layers (nothing happens without any).
-    forward: ``forward(model, x)`` runs the model (default ``model(x)``); use it to pass other
-      call arguments (e.g. to put dropout in the mode you want: torch runs the whole model in
-      ``train()`` mode, which also enables dropout).
+    forward: ``forward(model, x)`` runs the model (default ``model(x)``; an ``nnx.jit`` function
+      works too); use it to pass other call arguments, e.g. to put dropout in the mode you want
+      (torch runs the whole model in ``train()`` mode, which also enables dropout).
+    unbiased: keep torch's unbiased batch variance (default). ``False`` keeps the biased one
+      (divided by ``m``), which is what ``nnx.BatchNorm`` itself accumulates in training.
 
   Notes:
-    Torch twin: ``torch.optim.swa_utils.update_bn(loader, model)``. Difference: the variance is
-    nnx's batch variance (biased, divided by ``m``, the number of reduced elements), which is what
-    ``nnx.BatchNorm`` keeps in training; torch keeps the unbiased one (divided by ``m - 1``). For
-    batches of ``m`` reduced elements each, torch's running variance is this one times
-    ``m / (m - 1)`` (measured in ``tests/optim/test_averaging.py``); the means agree.
+    Torch twin: ``torch.optim.swa_utils.update_bn(loader, model)``; tested against it (means and
+    variances, float32). During the pass each BatchNorm's class is temporarily a subclass that
+    records ``m`` (restored afterwards, also on error); BatchNorm masks are refused.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -234,31 +263,49 @@ def update_bn(loader: Iterable[Any], model: Any, *, forward: Callable[[Any, Any]
     >>> import losslab_jax as ll
     >>> bn = nnx.BatchNorm(1, rngs=nnx.Rngs(0), use_running_average=True)
     >>> ll.optim.update_bn([jnp.array([[1.0], [3.0]]), jnp.array([[5.0], [7.0]])], bn)
-    >>> print(bn.mean[...], bn.var[...])  # means 2 and 6, variances 1 and 1
-    [4.] [1.]
+    >>> print(bn.mean[...], bn.var[...])  # means 2 and 6, unbiased variances 2 and 2 (torch's)
+    [4.] [2.]
   """
   from flax import nnx
 
   layers = [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.BatchNorm)]
   if not layers:
     return
-  saved = [(m.momentum, m.use_running_average) for m in layers]
+  counting, reduced_count = _counting_batchnorm()
+  saved = [(type(m), m.momentum, m.use_running_average) for m in layers]
+  mean = [jnp.zeros_like(m.mean[...]) for m in layers]
+  var = [jnp.ones_like(m.var[...]) for m in layers]
   try:
     for m in layers:
-      m.mean[...] = jnp.zeros_like(m.mean[...])
-      m.var[...] = jnp.ones_like(m.var[...])
+      m.__class__ = counting
+      setattr(m, _COUNT, reduced_count(jnp.zeros((), jnp.float32)))
       m.use_running_average = False
+      m.momentum = 0.0                # after a forward pass: mean, var = this batch's statistics
     n = 0
     for batch in loader:
       if isinstance(batch, (list, tuple)):
         batch = batch[0]
       n += 1
-      for m in layers:
-        m.momentum = 1.0 - 1.0 / n      # nnx: momentum * running + (1 - momentum) * batch
+      for m in layers:                # 0 * (a NaN from an earlier batch) would stay NaN
+        m.mean[...] = jnp.zeros_like(m.mean[...])
+        m.var[...] = jnp.zeros_like(m.var[...])
       if forward is None:
         model(batch)
       else:
         forward(model, batch)
+      f = 1.0 / n                     # torch: exponential_average_factor = 1 / num_batches_tracked
+      for i, m in enumerate(layers):
+        batch_var = m.var[...]
+        if unbiased:
+          count = getattr(m, _COUNT)[...]
+          batch_var = batch_var * (count / (count - 1)).astype(batch_var.dtype)
+        mean[i] = (f * m.mean[...] + (1 - f) * mean[i]).astype(mean[i].dtype)
+        var[i] = (f * batch_var + (1 - f) * var[i]).astype(var[i].dtype)
   finally:
-    for m, (momentum, use_running_average) in zip(layers, saved):
+    for i, (m, (cls, momentum, use_running_average)) in enumerate(zip(layers, saved)):
+      m.__class__ = cls
+      if hasattr(m, _COUNT):
+        delattr(m, _COUNT)
       m.momentum, m.use_running_average = momentum, use_running_average
+      m.mean[...] = mean[i]
+      m.var[...] = var[i]

@@ -83,7 +83,7 @@ def test_use_buffers_counterpart_averages_nnx_batch_stats():
   assert_close(eval_net.bn.mean[...], np.mean(means, axis=0), rtol=1e-6)
 
 
-def test_update_bn_matches_torch_up_to_the_variance_convention():
+def test_update_bn_matches_torch():
   torch = pytest.importorskip("torch")
   rng = np.random.default_rng(1)
   batches = [(rng.standard_normal((5, 3)) * 2 + 1).astype(np.float32) for _ in range(4)]
@@ -99,8 +99,12 @@ def test_update_bn_matches_torch_up_to_the_variance_convention():
   tnet = torch.nn.Sequential(lin, torch.nn.BatchNorm1d(2))
   torch.optim.swa_utils.update_bn([(torch.tensor(b), 0) for b in batches], tnet)
   assert_close(net.bn.mean[...], tnet[1].running_mean.numpy(), rtol=1e-5, atol=1e-6)
-  m = 5   # reduced elements per batch: torch keeps the unbiased variance
-  assert_close(np.asarray(net.bn.var[...]) * m / (m - 1), tnet[1].running_var.numpy(), rtol=1e-5)
+  assert_close(net.bn.var[...], tnet[1].running_var.numpy(), rtol=1e-5)
+  assert type(net.bn) is nnx.BatchNorm and "ll_reduced_count" not in vars(net.bn)
+  biased = _Net()
+  ll.optim.update_bn([jnp.asarray(b) for b in batches], biased, forward=nnx.jit(lambda m, x: m(x)), unbiased=False)
+  m = 5   # reduced elements per batch: nnx's own (biased) convention is torch's times (m - 1) / m
+  assert_close(np.asarray(biased.bn.var[...]) * m / (m - 1), tnet[1].running_var.numpy(), rtol=1e-5)
 
 
 def test_update_bn_without_batchnorm_is_a_no_op():
