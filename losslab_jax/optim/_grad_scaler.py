@@ -44,6 +44,9 @@ def _schedule_state_types() -> tuple[type, ...]:
           optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
 
 
+_INJECT_TYPES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+
+
 def _check(init_scale: Any, growth_factor: Any, backoff_factor: Any, growth_interval: Any) -> None:
   """torch's checks (``The growth factor must be > 1.0.``, ...), written so that NaN fails too."""
   if not growth_factor > 1.0:
@@ -81,7 +84,8 @@ def grad_scaler(tx: optax.GradientTransformation, init_scale: float = 2.0**16, g
   which take their updated value: ``ll.optim``'s ``ScaleByLrState`` (every alias's ``lr``) and
   Adafactor's decay counter, ``reduce_lr_on_plateau``'s state (it sees the metric, as torch's
   ``scheduler.step(metric)`` does), and optax's ``ScaleByScheduleState`` and
-  ``inject_hyperparams`` states. Everything else (moments, the optimizer's own ``step`` and bias
+  ``inject_hyperparams`` states (their count and hyperparameters; the optimizer state they wrap
+  follows the same rule). Everything else (moments, the optimizer's own ``step`` and bias
   corrections, ASGD's averages) stays as it was, as torch's optimizer state does when
   ``optimizer.step()`` is skipped. A coefficient schedule read from the optimizer's own step
   (``betas[0]``/``momentum`` schedules of ``ll.optim`` aliases, Adafactor's ``lr``) does not
@@ -157,11 +161,16 @@ def grad_scaler(tx: optax.GradientTransformation, init_scale: float = 2.0**16, g
     new_updates = jax.tree.map(lambda u: jnp.where(found, jnp.zeros_like(u), u), new_updates)
 
     def keep(old, new):
+      if isinstance(old, _INJECT_TYPES):                         # count and hyperparams advance,
+        return new._replace(inner_state=merge(old.inner_state, new.inner_state))  # the optimizer's not
       if isinstance(old, sched_types):
         return new                                               # schedules advance regardless
       return jax.tree.map(lambda o, n: jnp.where(found, o, n), old, new)
 
-    inner = jax.tree.map(keep, state.inner_state, new_inner, is_leaf=lambda x: isinstance(x, sched_types))
+    def merge(old, new):
+      return jax.tree.map(keep, old, new, is_leaf=lambda x: isinstance(x, sched_types))
+
+    inner = merge(state.inner_state, new_inner)
     # torch's _amp_update_scale_ (CPU kernel)
     successful = state.growth_tracker + 1
     grow = successful >= growth_interval

@@ -143,3 +143,14 @@ def test_float16_forward_in_nnx_backs_off_until_finite():
 def test_loss_scale_needs_exactly_one_scaler():
   with pytest.raises(ValueError, match="exactly one grad_scaler state"):
     ll.optim.loss_scale(ll.optim.sgd().init(jnp.zeros(1)))
+
+
+def test_inject_hyperparams_count_advances_but_its_inner_state_is_kept():
+  tx = ll.optim.grad_scaler(optax.inject_hyperparams(ll.optim.adam)(lr=lambda k: 0.1 * 0.5 ** k), init_scale=1.0)
+  p = jnp.ones(2, jnp.float64)
+  _, s1 = tx.update(jnp.array([1.0, 2.0]), tx.init(p), p)
+  _, s2 = tx.update(jnp.array([jnp.inf, 2.0]), s1, p)
+  assert int(s2.inner_state.count) == 2
+  adam1, adam2 = s1.inner_state.inner_state[2], s2.inner_state.inner_state[2]
+  assert int(adam2.step) == 1
+  assert_close(adam2.exp_avg_sq, adam1.exp_avg_sq, rtol=0)
