@@ -432,6 +432,9 @@ def test_state_without_torch_step_count_needs_one(name):
   sched = S.StepLR(opt, step_size=3)
   with pytest.raises(ValueError, match="keeps no step count, so whether the scheduler"):
     llt.from_torch_optimizer(opt, sched, param_names=names)
+  with pytest.raises(ValueError, match="with a per-epoch scheduler pass step_count="):
+    llt.from_torch_optimizer(opt, sched, param_names=names, steps_per_epoch=5)
+  llt.from_torch_optimizer(opt, sched, param_names=names, steps_per_epoch=5, step_count=3)   # mid-epoch 0
 
 
 def _layernorm_adam(steps=3):
