@@ -116,7 +116,7 @@ def _muon_leaf(g, buf, *, momentum, nesterov, ns_coefficients, ns_steps, eps, ns
   return ortho.astype(cd) * jnp.asarray(ratio, cd), buf
 
 
-def scale_by_muon(momentum: ScalarOrSchedule = 0.95, nesterov: bool = True,
+def scale_by_muon(momentum: float = 0.95, nesterov: bool = True,
                   ns_coefficients: tuple[float, float, float] = (3.4445, -4.775, 2.0315), eps: float = 1e-7,
                   ns_steps: int = 5, adjust_lr_fn: str | None = None,
                   ns_dtype: Any = jnp.bfloat16) -> optax.GradientTransformation:
@@ -134,6 +134,8 @@ def scale_by_muon(momentum: ScalarOrSchedule = 0.95, nesterov: bool = True,
     An ``optax.GradientTransformation`` with state :class:`MuonState`.
   """
   _check_muon(0.0, 0.0, momentum, ns_coefficients, ns_steps, adjust_lr_fn)
+  if callable(momentum):
+    raise TypeError("muon: expected `momentum` to be a float (torch's Muon has no momentum scheduling)")
   if ns_dtype is not None:
     ns_dtype = jnp.dtype(ns_dtype)
 
@@ -144,8 +146,6 @@ def scale_by_muon(momentum: ScalarOrSchedule = 0.95, nesterov: bool = True,
   def update_fn(updates, state, params=None):
     del params
     _check_2d(updates)
-    # a momentum schedule is read at the caller's step: muon keeps no count of its own, so a
-    # schedule is resolved by the alias (see muon); here `momentum` is a number or an array
     leaf = lambda g, b: _muon_leaf(g, b, momentum=momentum, nesterov=nesterov,  # noqa: E731
                                    ns_coefficients=ns_coefficients, ns_steps=ns_steps, eps=eps,
                                    ns_dtype=ns_dtype, adjust_lr_fn=adjust_lr_fn)
@@ -228,8 +228,6 @@ def muon(lr: ScalarOrSchedule = 1e-3, weight_decay: float = 0.1, momentum: float
     [-0.1108 -0.1108]
   """
   _check_muon(lr, weight_decay, momentum, ns_coefficients, ns_steps, adjust_lr_fn)
-  if callable(momentum):
-    raise TypeError("muon: expected `momentum` to be a float (torch's Muon has no momentum scheduling)")
   return _common.chain(
       scale_by_muon(momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn, ns_dtype),
       _common.scale_by_lr(lr, decoupled_weight_decay=weight_decay, fn="muon"))
