@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-BENCHES = ("losses", "optim", "schedules", "sharding", "monitor")
+BENCHES = ("losses", "optim", "schedules", "sharding", "linear_ce", "monitor")
 
 
 def time_fn(fn: Callable[[], object], *, repeats: int = 10, warmup: int = 2, sync: Callable[[object], object] | None = None) -> float:

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.specs import classification, margin, regression
+from tests.specs import classification, margin, regression, sequence
 
-SPECS = regression.SPECS + classification.SPECS + margin.SPECS
+SPECS = regression.SPECS + classification.SPECS + margin.SPECS + sequence.SPECS
 IDS = [s.id for s in SPECS]
 
 

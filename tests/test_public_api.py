@@ -42,6 +42,9 @@ SPEC = [
     'dice_loss(input, target, smooth=1.0, from_logits=True, reduction="mean", axis=-1)',
     'asymmetric_mse_loss(input, target, under_penalty=2.0, over_penalty=1.0, reduction="mean")',
     'class_weights(labels, num_classes)',
+    'ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False)',
+    'triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_function=None, margin=1.0, swap=False, reduction="mean")',
+    'linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean", ignore_index=None, label_smoothing=0.0, chunk_size=None)',
     'sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False)',
     'adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False)',
     'adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False)',
@@ -100,13 +103,14 @@ SPEC = [
     'sharpness(loss_fn, params, *args, iters=20)',
 ]
 
-LOSSES = {s.split("(")[0] for s in SPEC[:25]}
+LOSSES = {s.split("(")[0] for s in SPEC[:28]}
 OPTIM = {"sgd", "adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "adagrad", "adadelta", "rprop", "asgd",
          "lion", "lbfgs", "clip_grad_norm", "clip_grad_value", "param_groups", "reduce_lr_on_plateau"}
 OPTIM |= {"adafactor", "muon", "get_total_norm", "clip_grads_with_norm", "averaged_params", "ema_multi_avg_fn",
           "swa_multi_avg_fn", "grad_scaler", "loss_scale"}
 ANALYSIS = {"loss_landscape", "gradient_flow", "check_convergence", "sharpness"}
-ARRAY_NAMES = {"input", "target", "var", "weight", "input1", "input2", "anchor", "positive", "negative", "labels"}
+ARRAY_NAMES = {"input", "target", "var", "weight", "input1", "input2", "anchor", "positive", "negative", "labels",
+               "log_probs", "targets", "input_lengths", "target_lengths", "linear_weight"}
 
 
 def _module_for(name):

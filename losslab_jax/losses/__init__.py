@@ -29,6 +29,15 @@ from losslab_jax.losses._regression import mse_loss as mse_loss
 from losslab_jax.losses._regression import smooth_l1_loss as smooth_l1_loss
 from losslab_jax.losses._segmentation import dice_loss as dice_loss
 from losslab_jax.losses._weights import class_weights as class_weights
+from losslab_jax.losses._ctc import ctc_loss as ctc_loss
+from losslab_jax.losses._distance import triplet_margin_with_distance_loss as triplet_margin_with_distance_loss
+from losslab_jax.losses._linear_ce import linear_cross_entropy as linear_cross_entropy
+from losslab_jax.losses._multitask import uncertainty_weighting as uncertainty_weighting
+from losslab_jax.losses._multitask import weighted_sum as weighted_sum
+from losslab_jax.losses._penalties import elastic_net_penalty as elastic_net_penalty
+from losslab_jax.losses._penalties import exclude_bias_and_norm as exclude_bias_and_norm
+from losslab_jax.losses._penalties import l1_penalty as l1_penalty
+from losslab_jax.losses._penalties import l2_penalty as l2_penalty
 
 __all__ = [
     "class_weights",
@@ -57,4 +66,13 @@ __all__ = [
     "multi_margin_loss",
     "multilabel_margin_loss",
     "triplet_margin_loss",
+    "ctc_loss",
+    "triplet_margin_with_distance_loss",
+    "linear_cross_entropy",
+    "weighted_sum",
+    "uncertainty_weighting",
+    "l1_penalty",
+    "l2_penalty",
+    "elastic_net_penalty",
+    "exclude_bias_and_norm",
 ]
