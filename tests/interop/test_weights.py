@@ -42,6 +42,7 @@ def _pairs(torch, dtype):
       ("layernorm", nn.LayerNorm(6), (3, 6), "features"),
       ("groupnorm", nn.GroupNorm(2, 4), (2, 4, 3, 3), "channels"),
       ("embedding", nn.Embedding(7, 4), (2, 3), "indices"),
+      ("rmsnorm", nn.RMSNorm(6, eps=1e-6), (3, 6), "features"),
   ]
 
   def build():
@@ -60,6 +61,7 @@ def _pairs(torch, dtype):
         nnx.LayerNorm(6, epsilon=1e-5, rngs=r),
         nnx.GroupNorm(4, num_groups=2, epsilon=1e-5, rngs=r),
         nnx.Embed(7, 4, param_dtype=dtype, rngs=r),   # Embed fixes its compute dtype at construction
+        nnx.RMSNorm(6, epsilon=1e-6, rngs=r),
     ]
 
   return [(name, tm, nm, shape, kind) for (name, tm, shape, kind), nm in zip(torch_layers, nnx.eval_shape(build))]
