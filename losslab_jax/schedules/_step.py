@@ -65,7 +65,9 @@ def step_lr(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
   Returns:
     A schedule ``count -> lr``: ``count`` is the number of ``scheduler.step()`` calls (an integer or
     an integer array of any shape); the lr comes back with the count's shape, in the default float
-    dtype (float64 under x64) unless ``lr`` carries a dtype.
+    dtype (float64 under x64) unless ``lr`` carries a dtype. A negative count raises ``ValueError``
+    when called eagerly and gives NaN under ``jit`` (also reported under
+    :func:`losslab_jax.losses.checked`), never a plausible lr.
 
   Raises:
     ValueError: ``step_size`` is not a positive integer (torch divides by zero).
