@@ -11,7 +11,10 @@ to entries of 1 cannot carry 1e-10 relative accuracy in any implementation). NaN
 and inf matches inf of the same sign; any other non-finite disagreement is an infinite error.
 A dtype or shape mismatch fails the config outright: of the forward value, of every input
 gradient, and of every trajectory leaf at every step (a float32 trajectory that torch keeps in
-float32 must not come back in float64, even if its values agree).
+float32 must not come back in float64, even if its values agree). One exception: where torch's
+leaf is float64 in a float32 run (torch holds the learning rate and other Python-float values
+in double), the losslab_jax leaf may be float32 (the run's dtype) or float64 (a value kept in
+double as torch keeps it, e.g. ReduceLROnPlateau's lr); a float16 or integer leaf still fails.
 
 Trajectories (a parameter after each of K steps) add one rule. A parameter is a running sum
 ``p_k = p_0 + u_1 + ... + u_k``, so its rounding error is set by the magnitudes it has carried, not
@@ -131,8 +134,8 @@ def trajectory_errors(traj_a: Sequence[Any], traj_b: Sequence[Any]) -> list[Erro
   return errors
 
 
-def trajectory_dtype_mismatch(traj_a: Sequence[Any], traj_b: Sequence[Any]) -> str | None:
-  """The first step and leaf whose dtype differs between the trajectories, in words; None if none."""
+def trajectory_dtype_mismatch(traj_a: Sequence[Any], traj_b: Sequence[Any], run_dtype: str | None = None) -> str | None:
+  """The first step and leaf whose dtype is wrong, in words; None if none (module docstring)."""
   import jax
 
   def leaves(tree):
@@ -141,8 +144,12 @@ def trajectory_dtype_mismatch(traj_a: Sequence[Any], traj_b: Sequence[Any]) -> s
   for k, (ta, tb) in enumerate(zip(traj_a, traj_b)):
     for i, (x, y) in enumerate(zip(leaves(ta), leaves(tb))):
       dx, dy = np.asarray(x).dtype, np.asarray(y).dtype
-      if dx != dy:
-        return f"dtype mismatch at step {k}, leaf {i}: losslab_jax {dx} vs torch {dy}"
+      python_float = run_dtype == "float32" and dy == np.float64
+      allowed = (np.dtype(np.float32), dy) if python_float else (dy,)
+      if dx not in allowed:
+        want = " or ".join(str(d) for d in allowed)
+        why = f", torch {dy}: a Python float in a {run_dtype} run" if python_float else ""
+        return f"dtype mismatch at step {k}, leaf {i}: losslab_jax {dx}, expected {want}{why}"
   return None
 
 
@@ -231,7 +238,7 @@ def run_trajectory(case: TrajectoryCase, config: Config, dtype: str) -> ConfigRe
   if len(traj_j) != len(traj_t):
     return ConfigResult(case.name, config.id, dtype, Error(np.inf, np.inf), None, False, tol,
                         f"length mismatch: losslab_jax {len(traj_j)} vs torch {len(traj_t)} steps")
-  mismatch = trajectory_dtype_mismatch(traj_j, traj_t)
+  mismatch = trajectory_dtype_mismatch(traj_j, traj_t, dtype)
   if mismatch:
     return ConfigResult(case.name, config.id, dtype, Error(np.inf, np.inf), None, False, tol, mismatch)
   err = Error()

@@ -70,9 +70,25 @@ def test_trajectory_dtype_mismatch_fails():
   bad[2] = {"w": traj[2]["w"].astype(np.float32)}   # exact values, wrong dtype at step 2
   case = TrajectoryCase("tt", "test", lambda seed, dtype: bad, lambda seed, dtype: traj, [Config("a")])
   res = run_config(case, Config("a"), "float64")
-  assert not res.passed and res.message == "dtype mismatch at step 2, leaf 0: losslab_jax float32 vs torch float64"
+  assert not res.passed and res.message == "dtype mismatch at step 2, leaf 0: losslab_jax float32, expected float64"
   good = TrajectoryCase("tt", "test", lambda seed, dtype: traj, lambda seed, dtype: traj, [Config("a")])
   assert run_config(good, Config("a"), "float64").passed
+  # a float32 run against torch's Python-float (float64) values: float32 or float64, nothing else
+  for ok in (np.float32, np.float64):
+    mine = [{"w": t["w"].astype(ok)} for t in traj]
+    assert run_config(TrajectoryCase("tt", "test", lambda seed, dtype: mine, lambda seed, dtype: traj, [Config("a")]),
+                      Config("a"), "float32").passed
+  f16 = [{"w": t["w"].astype(np.float16)} for t in traj]
+  res = run_config(TrajectoryCase("tt", "test", lambda seed, dtype: f16, lambda seed, dtype: traj, [Config("a")]),
+                   Config("a"), "float32")
+  assert not res.passed
+  assert res.message == ("dtype mismatch at step 0, leaf 0: losslab_jax float16, expected float32 or float64, torch"
+                         " float64: a Python float in a float32 run")
+  # torch float32 in a float32 run: a float64 losslab_jax leaf fails
+  t32 = [{"w": t["w"].astype(np.float32)} for t in traj]
+  res = run_config(TrajectoryCase("tt", "test", lambda seed, dtype: traj, lambda seed, dtype: t32, [Config("a")]),
+                   Config("a"), "float32")
+  assert not res.passed and res.message == "dtype mismatch at step 0, leaf 0: losslab_jax float64, expected float32"
 
 
 def test_exception_becomes_failure(torch):
