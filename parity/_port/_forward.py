@@ -147,14 +147,16 @@ def compare_forward(torch_module: Any, nnx_module: Any, *inputs: Any, rtol: floa
     >>> import numpy as np, torch
     >>> from flax import nnx
     >>> import parity
-    >>> t = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4)).double()
-    >>> n = nnx.Sequential(nnx.Linear(3, 4, param_dtype=np.float64, rngs=nnx.Rngs(0)),
-    ...                    nnx.LayerNorm(4, param_dtype=np.float64, rngs=nnx.Rngs(0)))
-    >>> n.layers[0].kernel[...] = t[0].weight.detach().numpy().T
-    >>> n.layers[0].bias[...] = t[0].bias.detach().numpy()
-    >>> r = parity.compare_forward(t, n, np.ones((2, 3)))
-    >>> r.passed, r.first_divergence.submodule, r.traps[0].name
+    >>> t = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    >>> n = nnx.Sequential(nnx.Linear(3, 4, rngs=nnx.Rngs(0)), nnx.LayerNorm(4, rngs=nnx.Rngs(0)))
+    >>> wm = parity.copy_weights(t, n)
+    >>> x = np.linspace(-1.0, 1.0, 6, dtype=np.float32).reshape(2, 3)
+    >>> r = parity.compare_forward(t, n, x, rtol=1e-7)  # flax's LayerNorm epsilon is 1e-6, torch's 1e-5
+    >>> r.passed, r.first_divergence.submodule, r.first_divergence.trap
     (False, '1', 'layernorm_eps')
+    >>> n.layers[1].epsilon = 1e-5
+    >>> parity.compare_forward(t, n, x).passed
+    True
   """
   tol = rtol if rtol is not None else None
   dtype = dtype or _model_dtype(torch_module) or "float32"

@@ -249,10 +249,12 @@ def compare_runs(jax_run: Run, torch_run: Run, tol: Mapping[str, float], dtype: 
   eps = float(np.finfo(np.dtype(dtype)).eps) if np.dtype(dtype).kind == "f" else 0.0
   names = list(torch_run.params[0])
   hist = {n: np.abs(torch_run.params[0][n]).astype(np.float64) for n in names}
+  loss_hist = grad_hist = 0.0
   records = []
   for k in range(len(torch_run.loss)):
     errors: dict[str, dict[str, float]] = {"grad": {}, "update": {}, "param": {}, "buffer": {}}
-    g_floor = FLOOR_FRACTION * _global_max(torch_run.grads[k])
+    grad_hist = max(grad_hist, _global_max(torch_run.grads[k]))
+    g_floor = FLOOR_FRACTION * grad_hist
     for n in names:
       errors["grad"][n] = _rel(jax_run.grads[k].get(n), torch_run.grads[k][n], g_floor)
     if k < len(torch_run.updates):
@@ -268,7 +270,10 @@ def compare_runs(jax_run: Run, torch_run: Run, tol: Mapping[str, float], dtype: 
         for n, b in torch_run.buffers[k + 1].items():
           if n in jax_run.buffers[k + 1]:
             errors["buffer"][n] = _rel(jax_run.buffers[k + 1][n], b)
-    loss_rel = array_error(np.float64(jax_run.loss[k]), np.float64(torch_run.loss[k])).rel
+    if np.isfinite(torch_run.loss[k]):
+      loss_hist = max(loss_hist, abs(torch_run.loss[k]))
+    loss_rel = array_error(np.float64(jax_run.loss[k]), np.float64(torch_run.loss[k]),
+                           floor_extra=FLOOR_FRACTION * loss_hist).rel
     records.append(StepRecord(k, loss_rel, torch_run.loss[k], jax_run.loss[k], errors))
   return records
 
@@ -503,7 +508,9 @@ def compare_training(torch_model: Any, torch_optimizer: Any, torch_loss_fn: Call
   (``new - old`` parameters) and the new parameters. Every one is compared per parameter, by torch
   name in torch's layout (through the weight map), with parity's relative error
   (:mod:`parity._compare`), with the floor ``1e-3 x`` the largest magnitude of that quantity over
-  the *whole model* (a gradient that is zero in exact arithmetic, like attention's key bias, whose
+  the *whole model* and, for the loss and the gradients, over the steps so far (a loss or a
+  gradient that has fallen close to 0 by cancellation is not asked for more digits than the
+  cancellation left) (a gradient that is zero in exact arithmetic, like attention's key bias, whose
   per-query constant softmax ignores, carries only rounding noise); updates also against
   ``4 eps |p| / rtol`` (an applied update carries the rounding of its parameter) and new values
   against their largest magnitude so far (as parity's trajectories). The first divergence is the first step, and in it
@@ -568,10 +575,10 @@ def compare_training(torch_model: Any, torch_optimizer: Any, torch_loss_fn: Call
     >>> import numpy as np, torch
     >>> from flax import nnx
     >>> import parity, losslab_jax as ll
-    >>> t = torch.nn.Linear(3, 2).double()
-    >>> n = nnx.Linear(3, 2, param_dtype=np.float64, rngs=nnx.Rngs(0))
+    >>> t = torch.nn.Linear(3, 2)
+    >>> n = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
     >>> opt = torch.optim.SGD(t.parameters(), lr=0.1, momentum=0.9)
-    >>> batches = [(np.ones((4, 3)), np.zeros((4, 2)))] * 3
+    >>> batches = [(np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32))] * 3
     >>> r = parity.compare_training(
     ...     t, opt, lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]),
     ...     n, lambda m, b: ll.losses.mse_loss(m(b[0]), b[1]), batches)

@@ -20,8 +20,8 @@ def _pair(kind, dtype, **kw):
   return t, n
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("kind", ["block", "cnn", "mlp"])
+@pytest.mark.parametrize(("kind", "dtype"), [("block", "float32"), ("block", "float64"), ("cnn", "float64"),
+                                             ("mlp", "float32")])
 def test_correct_ports_pass(torch, kind, dtype):
   import parity
 
