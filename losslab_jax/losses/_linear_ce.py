@@ -52,22 +52,29 @@ def _chunks(a: jax.Array, num: int) -> jax.Array:
   return a.reshape((num, a.shape[0] // num) + a.shape[1:])
 
 
-def _scan_chunks(x, w, b, cw, t, rs, eps, chunk, with_grads):
-  """Scan ``_chunk_terms`` over row chunks; ``with_grads=False`` computes the losses only."""
+def _scan_losses(x, w, b, cw, t, eps, chunk):
+  """Per-row losses ``(rows,)``, chunk by chunk (no gradients)."""
+  num = x.shape[0] // chunk
+
+  def body(carry, inp):
+    xc, tc = inp
+    return carry, _chunk_loss(xc, w, b, cw, tc, eps)
+
+  _, out = jax.lax.scan(body, None, (_chunks(x, num), _chunks(t, num)))
+  return out.reshape(-1)
+
+
+def _scan_grads(x, w, b, cw, t, rs, eps, chunk):
+  """Per-row losses and the gradients of ``sum_i rs_i loss_i``: ``(loss, (dx, dw, db, dcw))``."""
   num = x.shape[0] // chunk
   acc0 = (jnp.zeros_like(w), jnp.zeros_like(b), jnp.zeros_like(cw))
 
   def body(acc, inp):
     xc, tc, rc = inp
-    if not with_grads:
-      return acc, _chunk_loss(xc, w, b, cw, tc, eps)
     loss, dx, dw, db, dcw = _chunk_terms(xc, w, b, cw, tc, rc, eps)
     return (acc[0] + dw, acc[1] + db, acc[2] + dcw), (loss, dx)
 
-  acc, out = jax.lax.scan(body, acc0, (_chunks(x, num), _chunks(t, num), _chunks(rs, num)))
-  if not with_grads:
-    return out.reshape(-1), None
-  loss, dx = out
+  acc, (loss, dx) = jax.lax.scan(body, acc0, (_chunks(x, num), _chunks(t, num), _chunks(rs, num)))
   return loss.reshape(-1), (dx.reshape(x.shape), *acc)
 
 
@@ -88,12 +95,11 @@ def _chunk_loss(xc, w, b, cw, tc, eps):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
 def _fused_sum(x, w, b, cw, t, scale_rows, eps, chunk):
   """``sum_i scale_rows_i * loss_i``; the backward only rescales gradients saved by the forward."""
-  loss, _ = _scan_chunks(x, w, b, cw, t, scale_rows, eps, chunk, with_grads=False)
-  return jnp.sum(scale_rows * loss)
+  return jnp.sum(scale_rows * _scan_losses(x, w, b, cw, t, eps, chunk))
 
 
 def _fused_sum_fwd(x, w, b, cw, t, scale_rows, eps, chunk):
-  loss, grads = _scan_chunks(x, w, b, cw, t, scale_rows, eps, chunk, with_grads=True)
+  loss, grads = _scan_grads(x, w, b, cw, t, scale_rows, eps, chunk)
   return jnp.sum(scale_rows * loss), (grads, loss)
 
 
@@ -110,8 +116,7 @@ _fused_sum.defvjp(_fused_sum_fwd, _fused_sum_bwd)
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
 def _rows(x, w, b, cw, t, eps, chunk):
-  loss, _ = _scan_chunks(x, w, b, cw, t, jnp.zeros(t.shape, x.dtype), eps, chunk, with_grads=False)
-  return loss
+  return _scan_losses(x, w, b, cw, t, eps, chunk)
 
 
 def _rows_fwd(x, w, b, cw, t, eps, chunk):
@@ -120,7 +125,7 @@ def _rows_fwd(x, w, b, cw, t, eps, chunk):
 
 def _rows_bwd(eps, chunk, res, g):
   x, w, b, cw, t = res
-  _, (dx, dw, db, dcw) = _scan_chunks(x, w, b, cw, t, g, eps, chunk, with_grads=True)
+  _, (dx, dw, db, dcw) = _scan_grads(x, w, b, cw, t, g, eps, chunk)
   return dx, dw, db, dcw, None
 
 
@@ -250,7 +255,7 @@ def linear_cross_entropy(
   nan_rows = jnp.where(bad, bad_x * jnp.nan, jnp.zeros(bad.shape, cdt))
 
   if reduction == "none":
-    loss = _rows(xp, wc, bc, cwc, tp, eps, chunk)[:rows]
+    loss = jnp.asarray(_rows(xp, wc, bc, cwc, tp, eps, chunk))[:rows]
     loss = jnp.where(keep, loss, jnp.zeros_like(loss)) + nan_rows
     return loss.reshape(batch_shape).astype(dtype)
   scale = jnp.ones((), cdt)
@@ -258,7 +263,7 @@ def linear_cross_entropy(
     den = jnp.sum(jnp.where(keep & ~bad, cwc[safe_t], jnp.zeros((), cdt)))
     scale = 1.0 / den
   rows_scale = jnp.where(keep_p, scale, jnp.zeros((), cdt))
-  total = _fused_sum(xp, wc, bc, cwc, tp, rows_scale, eps, chunk)
+  total = jnp.asarray(_fused_sum(xp, wc, bc, cwc, tp, rows_scale, eps, chunk))
   # every target ignored: the mean is NaN as in torch, its gradient exactly 0 (no row carries a scale)
   total = total + jnp.where(jnp.any(keep_p) | (reduction == "sum"), jnp.zeros((), cdt), jnp.nan)
   return (total + jnp.sum(nan_rows)).astype(dtype)
