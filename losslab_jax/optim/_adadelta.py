@@ -120,6 +120,9 @@ def adadelta(lr: ScalarOrSchedule = 1.0, rho: float = 0.9, eps: float = 1e-6, we
   Raises:
     ValueError: torch's ``Invalid learning rate``, ``Invalid rho value``, ``Invalid epsilon
       value``, ``Invalid weight_decay value``.
+      NaN fails every check (``Invalid learning rate: nan``).
+    TypeError: a hyperparameter that is neither a number nor a schedule; at update time,
+      integer gradients (a gradient tree unlike the params' raises ``ValueError``).
 
   Notes:
     Torch twin: ``torch.optim.Adadelta`` (single-tensor path).

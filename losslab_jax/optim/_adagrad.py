@@ -128,6 +128,9 @@ def adagrad(lr: ScalarOrSchedule = 1e-2, lr_decay: float = 0.0, weight_decay: fl
   Raises:
     ValueError: torch's ``Invalid learning rate``, ``Invalid lr_decay value``, ``Invalid
       weight_decay value``, ``Invalid initial_accumulator_value value``, ``Invalid epsilon value``.
+      NaN fails every check (``Invalid learning rate: nan``).
+    TypeError: a hyperparameter that is neither a number nor a schedule; at update time,
+      integer gradients (a gradient tree unlike the params' raises ``ValueError``).
 
   Notes:
     Torch twin: ``torch.optim.Adagrad`` (dense single-tensor path).

@@ -152,6 +152,9 @@ def adam(lr: ScalarOrSchedule = 1e-3, betas: tuple[ScalarOrSchedule, float] = (0
   Raises:
     ValueError: torch's ``Invalid learning rate``, ``Invalid epsilon value``, ``Invalid beta
       parameter at index i``, ``Invalid weight_decay value``.
+      NaN fails every check (``Invalid learning rate: nan``).
+    TypeError: a hyperparameter that is neither a number nor a schedule; at update time,
+      integer gradients (a gradient tree unlike the params' raises ``ValueError``).
 
   Notes:
     Torch twin: ``torch.optim.Adam`` (single-tensor path). Bias corrections are computed in

@@ -117,6 +117,9 @@ def adamax(lr: ScalarOrSchedule = 2e-3, betas: tuple[ScalarOrSchedule, float] = 
   Raises:
     ValueError: torch's ``Invalid learning rate``, ``Invalid epsilon value``, ``Invalid beta
       parameter at index i``, ``Invalid weight_decay value``.
+      NaN fails every check (``Invalid learning rate: nan``).
+    TypeError: a hyperparameter that is neither a number nor a schedule; at update time,
+      integer gradients (a gradient tree unlike the params' raises ``ValueError``).
 
   Notes:
     Torch twin: ``torch.optim.Adamax`` (single-tensor path).

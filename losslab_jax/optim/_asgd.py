@@ -140,6 +140,9 @@ def asgd(lr: ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alpha: float = 0.75, 
   Raises:
     ValueError: torch's checks (``Invalid learning rate``, ``Invalid lambd value``, ``Invalid
       alpha value``, ``Invalid weight_decay value``); at update time, missing ``params``.
+      NaN fails every check (``Invalid learning rate: nan``).
+    TypeError: a hyperparameter that is neither a number nor a schedule; at update time,
+      integer gradients (a gradient tree unlike the params' raises ``ValueError``).
 
   Notes:
     Torch twin: ``torch.optim.ASGD``. ``eta`` and ``mu`` are float32 scalars, as torch's state is

@@ -80,8 +80,8 @@ def clip_grad_norm(max_norm: float, norm_type: float = 2.0) -> optax.GradientTra
     pre-clip norm (torch's return value).
 
   Raises:
-    TypeError: ``max_norm`` or ``norm_type`` is not a number.
-    ValueError: ``max_norm < 0`` (torch would flip the gradients' sign).
+    TypeError: ``max_norm`` or ``norm_type`` is not a number; at update time, integer gradients.
+    ValueError: ``max_norm < 0`` (torch would flip the gradients' sign), or either is NaN.
 
   Notes:
     Torch twin: ``torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type)``, with
@@ -143,8 +143,8 @@ def clip_grad_value(clip_value: float) -> optax.GradientTransformation:
     An ``optax.GradientTransformation`` with an empty state.
 
   Raises:
-    TypeError: ``clip_value`` is not a number.
-    ValueError: ``clip_value < 0``.
+    TypeError: ``clip_value`` is not a number; at update time, integer gradients.
+    ValueError: ``clip_value < 0`` or NaN.
 
   Notes:
     Torch twin: ``torch.nn.utils.clip_grad_value_(params, clip_value)``. NaN stays NaN.

@@ -119,6 +119,9 @@ def lion(lr: ScalarOrSchedule = 1e-4, betas: tuple[ScalarOrSchedule, float] = (0
   Raises:
     ValueError: ``Invalid learning rate`` (lr <= 0, lion-pytorch's assertion), ``Invalid beta
       parameter at index i``, ``Invalid weight_decay value``.
+      NaN fails every check (``Invalid learning rate: nan``).
+    TypeError: a hyperparameter that is neither a number nor a schedule; at update time,
+      integer gradients (a gradient tree unlike the params' raises ``ValueError``).
 
   Notes:
     Torch twin: ``lion_pytorch.Lion(decoupled_weight_decay=False)``.

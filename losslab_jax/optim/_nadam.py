@@ -155,6 +155,9 @@ def nadam(lr: ScalarOrSchedule = 2e-3, betas: tuple[ScalarOrSchedule, float] = (
   Raises:
     ValueError: torch's ``Invalid learning rate``, ``Invalid epsilon value``, ``Invalid beta
       parameter at index i``, ``Invalid weight_decay value``, ``Invalid momentum_decay value``.
+      NaN fails every check (``Invalid learning rate: nan``).
+    TypeError: a hyperparameter that is neither a number nor a schedule; at update time,
+      integer gradients (a gradient tree unlike the params' raises ``ValueError``).
 
   Notes:
     Torch twin: ``torch.optim.NAdam`` (single-tensor path). ``mu_product`` is float32 like torch's

@@ -89,7 +89,8 @@ def reduce_lr_on_plateau(mode: Literal["min", "max"] = "min", factor: float = 0.
 
   Raises:
     ValueError: ``factor >= 1``, an unknown ``mode`` or ``threshold_mode`` (torch's checks), a
-      negative ``patience``/``cooldown``, or an update called without ``value=``.
+      negative ``patience``/``cooldown``, a NaN float argument, or an update called without
+      ``value=``.
 
   Notes:
     Torch twin: ``torch.optim.lr_scheduler.ReduceLROnPlateau`` with one param group, stepped once per

@@ -143,6 +143,9 @@ def rmsprop(lr: ScalarOrSchedule = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
   Raises:
     ValueError: torch's ``Invalid learning rate``, ``Invalid epsilon value``, ``Invalid momentum
       value``, ``Invalid weight_decay value``, ``Invalid alpha value``.
+      NaN fails every check (``Invalid learning rate: nan``).
+    TypeError: a hyperparameter that is neither a number nor a schedule; at update time,
+      integer gradients (a gradient tree unlike the params' raises ``ValueError``).
 
   Notes:
     Torch twin: ``torch.optim.RMSprop`` (single-tensor path). optax's ``rmsprop`` differs in its

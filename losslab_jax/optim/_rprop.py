@@ -88,6 +88,9 @@ def scale_by_rprop(lr: ScalarOrSchedule = 1e-2, etas: tuple[float, float] = (0.5
   Raises:
     ValueError: a negative ``lr``, ``etas`` outside :math:`0 < \\eta_- < 1 < \\eta_+`, or
       ``step_sizes`` with min > max.
+      NaN fails every check (``Invalid learning rate: nan``).
+    TypeError: a hyperparameter that is neither a number nor a schedule; at update time,
+      integer gradients (a gradient tree unlike the params' raises ``ValueError``).
 
   Examples:
     >>> import jax.numpy as jnp, numpy as np
@@ -152,6 +155,9 @@ def rprop(lr: ScalarOrSchedule = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
   Raises:
     ValueError: torch's checks (``Invalid learning rate``, ``Invalid eta values``) and
       ``step_sizes`` with min > max.
+      NaN fails every check (``Invalid learning rate: nan``).
+    TypeError: a hyperparameter that is neither a number nor a schedule; at update time,
+      integer gradients (a gradient tree unlike the params' raises ``ValueError``).
 
   Notes:
     Torch twin: ``torch.optim.Rprop``. Differences: none in the math. Step sizes, signs and the

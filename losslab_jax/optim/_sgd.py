@@ -136,6 +136,9 @@ def sgd(lr: ScalarOrSchedule = 1e-3, momentum: ScalarOrSchedule = 0.0, dampening
   Raises:
     ValueError: torch's ``Invalid learning rate``, ``Invalid momentum value``, ``Invalid
       weight_decay value``, and ``Nesterov momentum requires a momentum and zero dampening``.
+      NaN fails every check (``Invalid learning rate: nan``).
+    TypeError: a hyperparameter that is neither a number nor a schedule; at update time,
+      integer gradients (a gradient tree unlike the params' raises ``ValueError``).
 
   Notes:
     Torch twin: ``torch.optim.SGD`` (single-tensor path).
