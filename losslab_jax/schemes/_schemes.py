@@ -274,6 +274,7 @@ def classification(
     if imb is not None and imb.level != "balanced":
       why += " You forced it despite the imbalance; expect the minority classes' recall to suffer."
   elif chosen == "weighted_cross_entropy":
+    assert imb is not None  # invariant: refused above without class_counts, and "auto" picks it only with them
     loss_spec = {"name": "cross_entropy", "weight": list(imb.weights)}
     why = ("Loss: cross entropy weighted by inverse class frequency, w_k = N / (K n_k) ="
            f" {_fmt_weights(imb.weights)}, so every class carries the same total weight and the"
