@@ -20,7 +20,16 @@ from parity._port import TrainingReport as TrainingReport
 from parity._port import Trap as Trap
 from parity._port import compare_forward as compare_forward
 from parity._port import compare_training as compare_training
-from parity._port import copy_weights as copy_weights
 
 __all__ = ["REGISTRY", "Config", "Divergence", "ForwardReport", "FunctionCase", "TrainingReport", "TrajectoryCase",
            "Trap", "compare_forward", "compare_training", "copy_weights", "register"]
+
+
+def __getattr__(name: str):
+  """``parity.copy_weights`` is ``losslab_jax.interop.torch.copy_weights`` (imported on first use, so that
+  ``import parity`` stays light)."""
+  if name == "copy_weights":
+    from losslab_jax.interop.torch import copy_weights
+
+    return copy_weights
+  raise AttributeError(f"module 'parity' has no attribute {name!r}")

@@ -165,3 +165,11 @@ def test_shape_mismatch_without_layout_rule_is_reported(torch):
   flip = lambda path, a, shape: a[:, ::-1] if path == "fc3" else None  # noqa: E731 - a wrong user hook
   r = parity.compare_forward(t, n, np.ones((2, twins.IN)), output_layout=flip)
   assert r.first_divergence.submodule == "fc3"
+
+
+def test_copy_weights_is_interops():
+  import losslab_jax as ll
+  import parity
+
+  assert parity.copy_weights is ll.interop.torch.copy_weights
+  assert {"copy_weights", "compare_forward", "compare_training"} <= set(parity.__all__)
