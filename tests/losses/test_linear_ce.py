@@ -41,7 +41,7 @@ def _inputs(seed=0, dtype=np.float64):
   return x, w, b, cw, t
 
 
-@pytest.mark.parametrize("chunk", [1, 4, 64])
+@pytest.mark.parametrize("chunk", [3, 64])
 @pytest.mark.parametrize("reduction,eps,weighted", [("mean", 0.0, False), ("sum", 0.2, True),
                                                     ("none", 0.1, True), ("mean", 0.3, True)])
 def test_value_and_gradients_match_full_logits(chunk, reduction, eps, weighted):
