@@ -83,6 +83,13 @@ def torch_steps(model: Any, optimizer: Any, loss_fn: Callable[[Any, tuple], Any]
   """
   import torch
 
+  if scheduler_interval not in INTERVALS:
+    raise ValueError(f"torch_steps: expected scheduler_interval in {INTERVALS}, got {scheduler_interval!r}")
+  every = 1
+  if scheduler_interval == "epoch":
+    if not (isinstance(steps_per_epoch, int) and steps_per_epoch >= 1):
+      raise ValueError(f"torch_steps: scheduler_interval='epoch' needs steps_per_epoch >= 1, got {steps_per_epoch!r}")
+    every = steps_per_epoch
   run = Run([_torch_named(model)], [], [], [], buffers=[_torch_buffers(model)])
   params = dict(model.named_parameters())
   for k, batch in enumerate(batches):
@@ -101,8 +108,7 @@ def torch_steps(model: Any, optimizer: Any, loss_fn: Callable[[Any, tuple], Any]
       scheduler.step(float(loss.detach()))
     run.lrs.append(float(optimizer.param_groups[0]["lr"]))
     optimizer.step()
-    if scheduler is not None and (scheduler_interval == "step" or (
-        scheduler_interval == "epoch" and (k + 1) % steps_per_epoch == 0)):
+    if scheduler is not None and scheduler_interval != "plateau" and (k + 1) % every == 0:
       scheduler.step()
     new = _torch_named(model)
     run.updates.append({n: new[n] - run.params[-1][n] for n in new})
@@ -148,7 +154,7 @@ def make_jax_step(graphdef: Any, tx: Any, loss_fn: Callable[[Any, tuple], Any]):
   return grad_fn, update_fn
 
 
-def jax_steps(nnx_model: Any, tx: Any, loss_fn: Callable[[Any, tuple], Any], batches: Sequence[Any], *,
+def jax_steps(nnx_model: Any, tx: Any, loss_fn: Callable[[Any, tuple], Any] | None, batches: Sequence[Any], *,
               weight_map: WeightMapLike, dtype: str, opt_state: Any = None,
               teacher_grads: Sequence[Mapping[str, np.ndarray]] | None = None,
               jax_batch: Callable[[tuple], tuple] | None = None, step_fns: Any = None,
@@ -164,7 +170,9 @@ def jax_steps(nnx_model: Any, tx: Any, loss_fn: Callable[[Any, tuple], Any], bat
   from flax import nnx
 
   graphdef, params, rest = nnx.split(nnx_model, nnx.Param, ...)
-  grad_fn, update_fn = step_fns or make_jax_step(graphdef, tx, loss_fn)
+  if step_fns is None and loss_fn is None:
+    raise ValueError("jax_steps: expected loss_fn or step_fns, got neither")
+  grad_fn, update_fn = step_fns or make_jax_step(graphdef, tx, loss_fn)  # type: ignore[arg-type]  # checked above
   if opt_state is None:
     opt_state = tx.init(params)
   to_torch = weight_map.tree_to_torch
@@ -350,7 +358,7 @@ def _running_var_trap(first: Divergence, jax_run: Run, torch_run: Run, torch_mod
   name = first.parameter or ""
   if not name.endswith("running_var"):
     return []
-  k = first.step
+  k = first.step or 0
   mod = torch_model.get_submodule(name.rpartition(".")[0])
   m = getattr(mod, "momentum", None)
   if m is None:
@@ -381,7 +389,7 @@ def _training_traps(first: Divergence | None, records, jax_run: Run, torch_run: 
   if first is not None and first.quantity == "buffer" and torch_model is not None:
     return _running_var_trap(first, jax_run, torch_run, torch_model)
   if first is not None and first.quantity in ("update", "param") and first.parameter is not None:
-    k = first.step
+    k = first.step or 0
     raw = np.asarray(torch_run.grads[k][first.parameter])
     eps = float(np.finfo(raw.dtype if raw.dtype.kind == "f" else np.float64).eps)
     g = np.abs(raw.astype(np.float64))
@@ -392,9 +400,9 @@ def _training_traps(first: Divergence | None, records, jax_run: Run, torch_run: 
                    f"against {scale:.1e} elsewhere: zero in exact arithmetic, e.g. an attention key bias); a "
                    "normalising optimizer turns that noise into updates that differ in any two implementations: "
                    f"pass ignore=[{first.parameter!r}] (or remove the parameter)", confirmed=True)]
-  if first is None or first.quantity not in ("update", "param") or first.step >= len(torch_run.updates):
+  if first is None or first.quantity not in ("update", "param") or (first.step or 0) >= len(torch_run.updates):
     return []
-  k = first.step
+  k = first.step or 0
   ratio = _uniform_ratio(k, jax_run, torch_run)
   if ratio is None:
     return []
