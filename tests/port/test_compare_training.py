@@ -206,3 +206,23 @@ def test_report_outputs_and_validation(torch, tmp_path):
     _run("mlp", _adam(), scheduler_interval="batch")
   with pytest.raises(ValueError, match="rtol keys"):
     _run("mlp", _adam(), rtol={"gradient": 1e-3})
+
+
+def test_a_zero_in_exact_arithmetic_gradient_is_named_and_can_be_ignored(torch):
+  """Attention's key bias: softmax ignores a per-query constant, so its gradient is rounding noise on both
+  sides, which AdamW scales up differently: named (noise_gradient), and ignore= leaves it out."""
+  import parity
+
+  def run(**kw):
+    t = twins.torch_model("block", "float64", key_bias=True)
+    n = twins.nnx_model("block", "float64", key_bias=True)
+    tl, jl = _losses("block")
+    return parity.compare_training(t, torch.optim.AdamW(t.parameters(), lr=1e-2), tl, n, jl,
+                                   _batches("block", 2), **kw)
+
+  r = run()
+  d = r.first_divergence
+  assert (d.parameter, d.quantity, d.trap) == ("k.bias", "update", "noise_gradient")
+  assert r.steps[0].errors["grad"]["k.bias"] <= 1e-10  # the gradients themselves agree (to the model's scale)
+  r = run(ignore=["k.bias"])
+  assert r.passed and r.ignore == ("k.bias",) and "ignored (not judged): k.bias" in str(r)

@@ -22,7 +22,7 @@ IMAGE, C1, C2 = 6, 3, 4
 IN, HID = 4, 6
 
 
-def torch_block():
+def torch_block(key_bias=False):
   import torch
   import torch.nn.functional as F
   from torch import nn
@@ -34,7 +34,7 @@ def torch_block():
       self.ln1 = nn.LayerNorm(D)
       # no key bias: softmax ignores a per-query constant, so its gradient is zero in exact
       # arithmetic (only rounding noise, which Adam scales up to ~lr * noise / eps)
-      self.q, self.k, self.v, self.o = nn.Linear(D, D), nn.Linear(D, D, bias=False), nn.Linear(D, D), nn.Linear(D, D)
+      self.q, self.k, self.v, self.o = nn.Linear(D, D), nn.Linear(D, D, bias=key_bias), nn.Linear(D, D), nn.Linear(D, D)
       self.ln2 = nn.LayerNorm(D)
       self.ff1 = nn.Linear(D, 2 * D)
       self.ff2 = nn.Linear(2 * D, D)
@@ -54,7 +54,7 @@ def torch_block():
   return Block()
 
 
-def nnx_block(dtype):
+def nnx_block(dtype, key_bias=False):
   import jax
   import jax.numpy as jnp
   from flax import nnx
@@ -66,7 +66,7 @@ def nnx_block(dtype):
       self.emb = nnx.Embed(VOCAB, D, **kw)
       self.ln1 = nnx.LayerNorm(D, epsilon=1e-5, **kw)
       self.q, self.v, self.o = (nnx.Linear(D, D, **kw) for _ in range(3))
-      self.k = nnx.Linear(D, D, use_bias=False, **kw)
+      self.k = nnx.Linear(D, D, use_bias=key_bias, **kw)
       self.ln2 = nnx.LayerNorm(D, epsilon=1e-5, **kw)
       self.ff1 = nnx.Linear(D, 2 * D, **kw)
       self.ff2 = nnx.Linear(2 * D, D, **kw)
@@ -169,13 +169,15 @@ def torch_model(kind: str, dtype: str, seed: int = 0, **kw):
 
 
 @functools.lru_cache(maxsize=None)
-def _nnx_base(kind: str, dtype: str, mid_bias: bool = True):
+def _nnx_base(kind: str, dtype: str, mid_bias: bool = True, key_bias: bool = False):
   if kind == "mlp":
     return nnx_mlp(np.dtype(dtype), mid_bias=mid_bias)
-  return {"block": nnx_block, "cnn": nnx_cnn}[kind](np.dtype(dtype))
+  if kind == "block":
+    return nnx_block(np.dtype(dtype), key_bias=key_bias)
+  return nnx_cnn(np.dtype(dtype))
 
 
-def nnx_model(kind: str, dtype: str, *, mid_bias: bool = True, ln_eps: float | None = None,
+def nnx_model(kind: str, dtype: str, *, mid_bias: bool = True, key_bias: bool = False, ln_eps: float | None = None,
               gelu_exact: bool | None = None, momentum: float | None = None, padding2=None,
               train: bool | None = None):
   """A fresh nnx twin (a clone of one built once per kind and dtype: nnx initialisation compiles),
@@ -184,7 +186,7 @@ def nnx_model(kind: str, dtype: str, *, mid_bias: bool = True, ln_eps: float | N
   the MLP's ``mid_bias``."""
   from flax import nnx
 
-  m = nnx.clone(_nnx_base(kind, dtype, mid_bias))
+  m = nnx.clone(_nnx_base(kind, dtype, mid_bias, key_bias))
   if ln_eps is not None:
     m.ln1.epsilon = m.ln2.epsilon = ln_eps
   if gelu_exact is not None:
