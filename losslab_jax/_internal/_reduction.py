@@ -31,6 +31,7 @@ def reduce(
     reduction: str,
     *,
     weight: jax.Array | None = None,
+    nan_grad: bool = False,
 ) -> jax.Array:
   """Apply torch's ``reduction`` to an elementwise loss.
 
@@ -40,13 +41,17 @@ def reduce(
     weight: for a weighted mean, the per-element weights whose sum is the denominator
       (torch's ``cross_entropy``/``nll_loss`` rule: the sum of the weights of the non-ignored
       targets; masked entries carry weight 0). ``None``: the plain mean over all elements.
+    nan_grad: pass ``loss`` through :func:`nan_sticky` first. For losses linear in an input
+      (whose partial derivative stays finite at a NaN); the others already propagate NaN, and an
+      elementwise pass over the loss costs up to 2x on a 16M-element ``mse_loss`` step.
 
   Returns:
-    ``loss`` for ``"none"``, else a scalar in ``loss.dtype``. A NaN entry of ``loss`` has a NaN
-    gradient with respect to every input it depends on (:func:`nan_sticky`). A mean over zero elements (or
+    ``loss`` for ``"none"``, else a scalar in ``loss.dtype``. With ``nan_grad``, a NaN entry of
+    ``loss`` has a NaN gradient with respect to every input it depends on. A mean over zero elements (or
     zero total weight) is NaN, as in torch.
   """
-  loss = nan_sticky(loss)
+  if nan_grad:
+    loss = nan_sticky(loss)
   if reduction == "none":
     return loss
   if reduction == "sum":

@@ -162,11 +162,14 @@ def _bce_logits_jvp(primals, tangents):
   dx, dt, dpw = tangents
   # torch's binary_cross_entropy_with_logits_backward / _target_backward, term for term
   out = _bce_logits_elementwise(x, t, pw)
+  # the target coefficient does not involve t: "+ 0 * t" makes it NaN where t is NaN (exact elsewhere),
+  # so a NaN target gives a NaN gradient, not a plausible one
+  t_nan = 0 * t
   if pw is None:
-    return out, _tangent_out(out, (jax.nn.sigmoid(x) - t, dx), (-x, dt))
+    return out, _tangent_out(out, (jax.nn.sigmoid(x) - t, dx), (t_nan - x, dt))
   pt = pw * t
   cx = (pt + 1 - t) * jax.nn.sigmoid(x) - pt
-  ct = jax.nn.log_sigmoid(-x) - pw * jax.nn.log_sigmoid(x)
+  ct = jax.nn.log_sigmoid(-x) - pw * jax.nn.log_sigmoid(x) + t_nan
   cpw = -t * jax.nn.log_sigmoid(x)
   return out, _tangent_out(out, (cx, dx), (ct, dt), (cpw, dpw))
 
@@ -428,4 +431,4 @@ def multilabel_soft_margin_loss(
   if w is not None:
     loss = loss * w.astype(cdt)
   loss = jnp.sum(loss, axis=-1) / x.shape[-1]
-  return reduce(loss, reduction).astype(dtype)
+  return reduce(loss, reduction, nan_grad=True).astype(dtype)  # linear in target

@@ -173,7 +173,8 @@ def _index_loss(
     smooth = -jnp.sum(lp if weight is None else lp * _per_class(weight, lp.ndim), axis=-1)
     loss = (1.0 - label_smoothing) * loss + (label_smoothing / num_classes) * smooth
   loss = _poison(jnp.where(keep, loss, jnp.zeros_like(loss)), bad)
-  return reduce(loss, reduction, weight=jnp.where(keep, w_t, jnp.zeros_like(w_t)))
+  # nll_loss is linear in its input (a gather): nan_grad keeps a NaN log-probability's gradient NaN
+  return reduce(loss, reduction, weight=jnp.where(keep, w_t, jnp.zeros_like(w_t)), nan_grad=True)
 
 
 def _poison(loss: jax.Array, bad: jax.Array) -> jax.Array:
@@ -294,7 +295,7 @@ def cross_entropy(
   if eps > 0.0:
     t = t * (1.0 - eps) + eps / x.shape[-1]
   loss = -jnp.sum(t * lp if w is None else t * lp * _per_class(w, lp.ndim), axis=-1)
-  return reduce(loss, reduction).astype(dtype)
+  return reduce(loss, reduction, nan_grad=True).astype(dtype)  # linear in target
 
 
 def nll_loss(

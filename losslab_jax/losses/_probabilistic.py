@@ -73,7 +73,7 @@ def kl_div(
     loss = jnp.exp(t) * (t - x)
   else:
     loss = xlogy(t, t) - t * x
-  return reduce(loss, reduction).astype(dtype)
+  return reduce(loss, reduction, nan_grad=True).astype(dtype)  # linear in input
 
 
 def _stirling(t: jax.Array) -> jax.Array:
@@ -144,7 +144,7 @@ def poisson_nll_loss(
     loss = x - t * jnp.log(x + eps)
   if full:
     loss = loss + _stirling(t)
-  return reduce(loss, reduction).astype(dtype)
+  return reduce(loss, reduction, nan_grad=True).astype(dtype)  # linear in target
 
 
 def _gaussian_var(fn: str, x: jax.Array, var: ArrayLike | float) -> jax.Array:

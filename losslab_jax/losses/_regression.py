@@ -118,8 +118,8 @@ def huber_loss(
 
   Notes:
     Torch twin: ``torch.nn.functional.huber_loss``; equal to ``optax.losses.huber_loss``
-    elementwise. The gradient is torch's: :math:`d` inside, :math:`\delta\,\mathrm{sign}(d)` outside,
-    0 at :math:`d = 0`. Differences: mismatched shapes raise instead of broadcasting with a
+    elementwise. The gradient is torch's: :math:`d` inside, :math:`\delta\,\mathrm{sign}(d)` outside
+    (:math:`\pm\delta` at :math:`d = \pm\infty` too), 0 at :math:`d = 0`. Differences: mismatched shapes raise instead of broadcasting with a
     warning; torch's newer ``weight=`` keyword is not part of this API.
     Parity: float64 <= 1e-10, float32 <= 1e-5 (case ``huber_loss``).
 
