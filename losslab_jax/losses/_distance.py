@@ -108,4 +108,4 @@ def triplet_margin_with_distance_loss(
   if swap:
     d_neg = jnp.minimum(d_neg, jnp.asarray(distance_function(pos, neg)))
   z = jnp.asarray(margin, d_pos.dtype) + d_pos - d_neg
-  return reduce(_hinge_keep_nan(z), reduction).astype(out_dtype)
+  return reduce(_hinge_keep_nan(z), reduction, nan_grad=True).astype(out_dtype)
