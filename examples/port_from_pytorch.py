@@ -21,7 +21,9 @@ axis (the same for ``[N, C]`` logits).
 
 The script prints the first losses of both runs side by side and the largest relative difference
 over all steps, in float64 (agreement to rounding, ~1e-15) and float32 (~1e-6), and fails loudly if
-they drift apart.
+they drift apart. Then it does the same check in one call, ``parity.compare_training`` (weights
+copied by ``parity.copy_weights`` with a ``rename`` from torch's ``0, 2, 4`` to ``l1, l2, l3``; the
+optimizer and scheduler converted by ``ll.interop.torch``), and prints its per-step report.
 
 Needs PyTorch (``pip install torch``); without it the script says so and exits.
 Run: ``python examples/port_from_pytorch.py [--fast]``.
@@ -126,6 +128,27 @@ def jax_run(x, y, init, dtype: str):
                    for xb, yb in zip(x, y)])
 
 
+def compare_with_parity(x, y):
+  """``parity.compare_training`` on the same recipe: the porter's one-call check."""
+  import torch
+  import torch.nn.functional as F
+
+  import parity
+
+  torch.manual_seed(0)
+  model = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32),
+                              torch.nn.Tanh(), torch.nn.Linear(32, 3)).double()
+  opt = torch.optim.AdamW(model.parameters(), lr=MAX_LR, weight_decay=WEIGHT_DECAY)
+  sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=MAX_LR, total_steps=len(x))
+  port = MLP(jnp.float64, rngs=nnx.Rngs(0))
+  # torch's Sequential names its layers "0", "2", "4"; the port calls them l1, l2, l3
+  wm = parity.copy_weights(model, port, rename={"0": "l1", "2": "l2", "4": "l3"})
+  return parity.compare_training(
+      model, opt, lambda m, b: F.cross_entropy(m(b[0]), b[1], label_smoothing=SMOOTHING),
+      port, lambda m, b: ll.losses.cross_entropy(m(b[0]), b[1], label_smoothing=SMOOTHING),
+      list(zip(x, y)), scheduler=sched, clip_grad_norm=MAX_NORM, weight_map=wm)
+
+
 def main(fast: bool = False, out: str | None = None) -> dict[str, float]:
   del out  # this example writes no files
   try:
@@ -148,7 +171,14 @@ def main(fast: bool = False, out: str | None = None) -> dict[str, float]:
       print(f"{k:>6}{torch_losses[k]:>22.15f}{jax_losses[k]:>22.15f}{rel[k]:>12.1e}")
     print(f"largest relative difference over all {steps} steps: {rel.max():.2e} (step {int(rel.argmax())});"
           f" loss went {torch_losses[0]:.4f} -> {torch_losses[-1]:.4f}")
+  print("\nThe same check, done by parity.compare_training (weights copied by parity.copy_weights; AdamW and\n"
+        "OneCycleLR, with its beta1 cycling, converted by ll.interop.torch; every gradient, update and parameter\n"
+        "compared at every step, float64):")
+  report = compare_with_parity(x, y)
+  print(report)
   print(f"\n({time.perf_counter() - t0:.1f}s)")
+  if not report.passed:
+    raise SystemExit(f"port_from_pytorch: parity.compare_training: {report.first_divergence}")
   for dtype, value in worst.items():
     if not value <= TOL[dtype]:
       raise SystemExit(f"port_from_pytorch: {dtype} losses differ by {value:.2e} > {TOL[dtype]:.0e}")
