@@ -192,18 +192,7 @@ def optimizer_state_from_torch(tx: optax.GradientTransformation, state_dict: Any
   sd, optimizer = _state_dict_of(fn, state_dict)
   ids = [i for g in sd["param_groups"] for i in g["params"]]
   torch_state = sd["state"]
-
-  def torch_entry(i: int) -> Mapping[str, Any]:
-    s = torch_state.get(i, torch_state.get(str(i)))
-    return {k: v for k, v in (s or {}).items() if v is not None}
-
-  shapes: list[tuple[int, ...] | None] = []
-  if optimizer is not None:                       # the parameters themselves
-    shapes = [tuple(p.shape) for g in optimizer.param_groups for p in g["params"]]
-  else:                                           # a state tensor of each (the largest: factored moments are smaller)
-    for i in ids:
-      tensors = [v for v in torch_entry(i).values() if hasattr(v, "shape") and len(v.shape) > 0]
-      shapes.append(tuple(max(tensors, key=lambda v: v.numel()).shape) if tensors else None)
+  shapes = _torch_shapes(optimizer, ids, torch_state)
   lay = _order(fn, params, sd, optimizer, param_names, weight_map, shapes, free_unknown=True)
   n_leaves = len(lay.leaves)
   template = tx.init(params)
@@ -213,10 +202,7 @@ def optimizer_state_from_torch(tx: optax.GradientTransformation, state_dict: Any
   if not opt_states:
     raise ValueError(f"{fn}: expected tx to contain a losslab_jax optimizer ({', '.join(supported_optimizers())}),"
                      " found none in tx.init(params)")
-
-  def state_of(j: int) -> Mapping[str, Any]:
-    return torch_entry(ids[lay.position[j]])
-
+  torch_states = [_torch_entry(torch_state, ids[lay.position[j]]) for j in range(n_leaves)]
   owner: dict[int, str] = {}
   new: dict[str, Any] = {}
   counters: dict[str, int] = {}
@@ -229,57 +215,95 @@ def optimizer_state_from_torch(tx: optax.GradientTransformation, state_dict: Any
       if j in owner:
         raise ValueError(f"{fn}: expected one optimizer state per parameter, got two for {lay.names[j]!r}")
       owner[j] = path
-    fields = _tree_fields(s, twin)
-    scalars = [f for f in s._fields if f in _scalar_fields(twin) and (f != "step" or twin.torch_keeps_step)]
-    leaves = {f: list(_field_leaves(fn, s, f, lay.treedef)) for f in fields}
-    scalar_values: dict[str, set] = {f: set() for f in scalars}
-    for j in covered:
-      ts = state_of(j)
-      if not ts:
-        continue
-      who = lay.labels[j]
-      here = [f for f in fields if not _placeholder(leaves[f][j], lay.leaves[j])]
-      if set(ts) != set(here) | set(scalars):
-        raise ValueError(f"{fn}: expected the torch state of {who} to have the keys"
-                         f" {sorted(set(here) | set(scalars))} of the transformation's {type(s).__name__}, got"
-                         f" {sorted(ts)}; build tx with from_torch_optimizer from the optimizer that produced this"
-                         " state")
-      for f in here:
-        leaves[f][j] = _like(fn, ts[f], leaves[f][j], f"the torch state {f!r} of {who}", lay.to_flax[j])
-      for f in scalars:
-        scalar_values[f].add(num(ts[f]))
-    for f, vals in scalar_values.items():
-      if len(vals) > 1:
-        raise ValueError(f"{fn}: expected the parameters of one group to share torch's {f!r}, got {sorted(vals)}"
-                         " (torch skipped some parameters whose .grad was None); losslab_jax keeps one per group")
-    if twin.torch_keeps_step:
-      n = int(scalar_values["step"].pop()) if scalar_values["step"] else 0
-    elif step_count is not None:
-      n = int(step_count)
-    elif scheduler is not None:
-      n = last_epoch(scheduler)
-    else:
-      raise ValueError(f"{fn}: torch's {twin.torch_name} keeps no step count, and the converted state needs one"
-                       " (it indexes lr/momentum schedules); pass step_count=<number of optimizer.step() calls> or"
-                       " scheduler= (the scheduler stepped after every optimizer step)")
-    counters[path] = n
-    repl = {f: jax.tree.unflatten(lay.treedef, leaves[f]) for f in fields}
-    for f in scalars:
-      if f != "step" and scalar_values[f]:
-        repl[f] = jnp.asarray(scalar_values[f].pop(), getattr(s, f).dtype)
-    if "step" in s._fields:                      # Muon's state has none (its lr counter is in the chain)
-      repl["step"] = jnp.asarray(n, s.step.dtype)
-    new[path] = s._replace(**repl)
+    new[path], counters[path] = _state_from_torch(fn, s, twin, covered, lay, torch_states, step_count, scheduler)
   for j in range(n_leaves):
-    if j not in owner and state_of(j) and len(opt_states) > 1:
+    if j not in owner and torch_states[j] and len(opt_states) > 1:
       raise ValueError(f"{fn}: torch has state for parameter {lay.names[j]!r}, but no optimizer in tx updates it")
+  new.update(_lr_counters(found, counters))
+  return _replace_states(template, new, (*by_state, _optim.ScaleByLrState))
+
+
+def _torch_entry(torch_state: Mapping[Any, Any], i: int) -> Mapping[str, Any]:
+  """torch's state of parameter id ``i`` (keys int or str), without its ``None`` entries."""
+  s = torch_state.get(i, torch_state.get(str(i)))
+  return {k: v for k, v in (s or {}).items() if v is not None}
+
+
+def _torch_shapes(optimizer: Any, ids: Sequence[int], torch_state: Mapping[Any, Any]) -> list[tuple[int, ...] | None]:
+  """The torch shape of each parameter: of the parameters themselves when the optimizer is at hand,
+  else of a state tensor of each (the largest: factored moments are smaller); ``None`` if it has none."""
+  if optimizer is not None:
+    return [tuple(p.shape) for g in optimizer.param_groups for p in g["params"]]
+  shapes: list[tuple[int, ...] | None] = []
+  for i in ids:
+    tensors = [v for v in _torch_entry(torch_state, i).values() if hasattr(v, "shape") and len(v.shape) > 0]
+    shapes.append(tuple(max(tensors, key=lambda v: v.numel()).shape) if tensors else None)
+  return shapes
+
+
+def _state_from_torch(fn: str, s: Any, twin: Any, covered: Sequence[int], lay: Layout,
+                      torch_states: Sequence[Mapping[str, Any]], step_count: int | None,
+                      scheduler: Any) -> tuple[Any, int]:
+  """One optimizer state ``s`` filled from torch's state of the parameters it ``covered``, and its step count."""
+  fields = _tree_fields(s, twin)
+  scalars = [f for f in s._fields if f in _scalar_fields(twin) and (f != "step" or twin.torch_keeps_step)]
+  leaves = {f: list(_field_leaves(fn, s, f, lay.treedef)) for f in fields}
+  scalar_values: dict[str, set] = {f: set() for f in scalars}
+  for j in covered:
+    ts = torch_states[j]
+    if not ts:
+      continue
+    who = lay.labels[j]
+    here = [f for f in fields if not _placeholder(leaves[f][j], lay.leaves[j])]
+    if set(ts) != set(here) | set(scalars):
+      raise ValueError(f"{fn}: expected the torch state of {who} to have the keys"
+                       f" {sorted(set(here) | set(scalars))} of the transformation's {type(s).__name__}, got"
+                       f" {sorted(ts)}; build tx with from_torch_optimizer from the optimizer that produced this"
+                       " state")
+    for f in here:
+      leaves[f][j] = _like(fn, ts[f], leaves[f][j], f"the torch state {f!r} of {who}", lay.to_flax[j])
+    for f in scalars:
+      scalar_values[f].add(num(ts[f]))
+  for f, vals in scalar_values.items():
+    if len(vals) > 1:
+      raise ValueError(f"{fn}: expected the parameters of one group to share torch's {f!r}, got {sorted(vals)}"
+                       " (torch skipped some parameters whose .grad was None); losslab_jax keeps one per group")
+  n = _step_of(fn, twin, scalar_values, step_count, scheduler)
+  repl = {f: jax.tree.unflatten(lay.treedef, leaves[f]) for f in fields}
+  for f in scalars:
+    if f != "step" and scalar_values[f]:
+      repl[f] = jnp.asarray(scalar_values[f].pop(), getattr(s, f).dtype)
+  if "step" in s._fields:                      # Muon's state has none (its lr counter is in the chain)
+    repl["step"] = jnp.asarray(n, s.step.dtype)
+  return s._replace(**repl), n
+
+
+def _step_of(fn: str, twin: Any, scalar_values: dict[str, set], step_count: int | None, scheduler: Any) -> int:
+  """The group's step count: torch's ``step`` where torch keeps one, else ``step_count``, else the scheduler's."""
+  if twin.torch_keeps_step:
+    return int(scalar_values["step"].pop()) if scalar_values["step"] else 0
+  if step_count is not None:
+    return int(step_count)
+  if scheduler is not None:
+    return last_epoch(scheduler)
+  raise ValueError(f"{fn}: torch's {twin.torch_name} keeps no step count, and the converted state needs one"
+                   " (it indexes lr/momentum schedules); pass step_count=<number of optimizer.step() calls> or"
+                   " scheduler= (the scheduler stepped after every optimizer step)")
+
+
+def _lr_counters(found: Sequence[tuple[str, Any]], counters: Mapping[str, int]) -> dict[str, Any]:
+  """Each lr counter (``ScaleByLrState``) set to the step count of its nearest optimizer state."""
+  out: dict[str, Any] = {}
   for path, s in found:
     if isinstance(s, _optim.ScaleByLrState):
       near = _nearest(path, list(counters))
-      if near is None:
-        continue
-      new[path] = _optim.ScaleByLrState(step=jnp.asarray(counters[near], s.step.dtype))
-  known = (*by_state, _optim.ScaleByLrState)
+      if near is not None:
+        out[path] = _optim.ScaleByLrState(step=jnp.asarray(counters[near], s.step.dtype))
+  return out
+
+
+def _replace_states(template: Any, new: Mapping[str, Any], known: tuple[type, ...]) -> Any:
+  """``template`` with each state of a ``known`` type at a path in ``new`` replaced by ``new[path]``."""
 
   def replace(path, x):
     return new.get(jax.tree_util.keystr(path), x) if isinstance(x, known) else x
