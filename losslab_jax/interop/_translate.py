@@ -209,8 +209,23 @@ def _lambda_schedule(fn_name: str, sched: Any, g: int, kind: str, base: float) -
 
 def schedule_of(fn: str, sched: Any, g: int) -> tuple[Any, Any]:
   """(lr schedule, momentum schedule or None) of param group ``g`` for a torch scheduler."""
-  torch = torch_module()
-  S = torch.optim.lr_scheduler  # noqa: N806
+  name = _scheduler_name(fn, sched)
+  if name in ("SequentialLR", "ChainedScheduler"):
+    return _composite_schedule(fn, sched, g, name), None
+  if name == "OneCycleLR":
+    return _one_cycle_schedules(sched, g)
+  if name == "CyclicLR":
+    return _cyclic_schedules(sched, g)
+  base = float(sched.base_lrs[g])
+  simple = _simple_schedule(sched, name, base)
+  if simple is not None:
+    return simple, None
+  return _lambda_schedule(fn, sched, g, name, base), None      # LambdaLR, MultiplicativeLR
+
+
+def _scheduler_name(fn: str, sched: Any) -> str:
+  """The name in ``SUPPORTED_SCHEDULERS`` of ``sched``'s class, or NotImplementedError (with a hint for plateau)."""
+  S = torch_module().optim.lr_scheduler  # noqa: N806
   t = type(sched)
   name = next((n for n in SUPPORTED_SCHEDULERS if t is getattr(S, n, None)), None)
   if name is None:
@@ -220,43 +235,59 @@ def schedule_of(fn: str, sched: Any, g: int) -> tuple[Any, Any]:
               " current lr is used) and chain ll.optim.reduce_lr_on_plateau(..., base_lr=that lr) yourself")
     raise NotImplementedError(f"{fn}: expected one of the supported schedulers ({', '.join(SUPPORTED_SCHEDULERS)}),"
                               f" got {t.__module__}.{t.__qualname__}{hint}")
+  return name
+
+
+def _composite_schedule(fn: str, sched: Any, g: int, name: str) -> Any:
+  """The lr schedule of a SequentialLR or ChainedScheduler, from its children's (which may not cycle momentum)."""
   s = _schedules
-  if name in ("SequentialLR", "ChainedScheduler"):
-    children = [schedule_of(fn, c, g) for c in sched._schedulers]  # noqa: SLF001
-    if any(m is not None for _, m in children):
-      raise NotImplementedError(f"{fn}: a {name} whose schedulers cycle the momentum is not supported")
-    lrs = [lr for lr, _ in children]
-    if name == "SequentialLR":
-      return s.sequential_lr(lrs, list(sched._milestones)), None  # noqa: SLF001
-    return s.chained(lrs, lr=float(sched._schedulers[0].base_lrs[g])), None  # noqa: SLF001
-  if name == "OneCycleLR":
-    group = sched.optimizer.param_groups[g]
-    total = int(sched.total_steps)
-    phases = sched._schedule_phases  # noqa: SLF001
-    pct = _recover(lambda p: float(p * total) - 1 == phases[0]["end_step"], (phases[0]["end_step"] + 1) / total)
-    anneal: Any = getattr(sched, "_anneal_func_type", "cos")
-    initial, peak, low = (num(group[k]) for k in ("initial_lr", "max_lr", "min_lr"))
-    d = _recover(lambda c: peak / c == initial, peak / initial)
-    d_f = _recover(lambda c: initial / c == low, initial / low)
-    three = len(phases) == 3
-    lr = s.one_cycle_lr(peak, total, pct, anneal, d, d_f, three)
-    mom = None
-    if sched.cycle_momentum:
-      mom = s.one_cycle_momentum(total, num(group["base_momentum"]), num(group["max_momentum"]), pct, anneal, three)
-    return lr, mom
-  if name == "CyclicLR":
-    up = int(round(sched.total_size * sched.step_ratio))
-    down = int(round(sched.total_size)) - up
-    kw: dict[str, Any] = {"mode": sched.mode, "gamma": float(sched.gamma)}
-    custom = getattr(sched, "_scale_fn_custom", None)
-    if custom is not None:
-      kw.update(scale_fn=custom, scale_mode=sched.scale_mode)
-    lr = s.cyclic_lr(float(sched.base_lrs[g]), float(sched.max_lrs[g]), up, down, **kw)
-    mom = None
-    if sched.cycle_momentum:
-      mom = s.cyclic_momentum(float(sched.base_momentums[g]), float(sched.max_momentums[g]), up, down, **kw)
-    return lr, mom
-  base = float(sched.base_lrs[g])
+  children = [schedule_of(fn, c, g) for c in sched._schedulers]  # noqa: SLF001
+  if any(m is not None for _, m in children):
+    raise NotImplementedError(f"{fn}: a {name} whose schedulers cycle the momentum is not supported")
+  lrs = [lr for lr, _ in children]
+  if name == "SequentialLR":
+    return s.sequential_lr(lrs, list(sched._milestones))  # noqa: SLF001
+  return s.chained(lrs, lr=float(sched._schedulers[0].base_lrs[g]))  # noqa: SLF001
+
+
+def _one_cycle_schedules(sched: Any, g: int) -> tuple[Any, Any]:
+  """(lr, momentum or None) of a OneCycleLR, its constructor arguments recovered from what torch stores."""
+  s = _schedules
+  group = sched.optimizer.param_groups[g]
+  total = int(sched.total_steps)
+  phases = sched._schedule_phases  # noqa: SLF001
+  pct = _recover(lambda p: float(p * total) - 1 == phases[0]["end_step"], (phases[0]["end_step"] + 1) / total)
+  anneal: Any = getattr(sched, "_anneal_func_type", "cos")
+  initial, peak, low = (num(group[k]) for k in ("initial_lr", "max_lr", "min_lr"))
+  d = _recover(lambda c: peak / c == initial, peak / initial)
+  d_f = _recover(lambda c: initial / c == low, initial / low)
+  three = len(phases) == 3
+  lr = s.one_cycle_lr(peak, total, pct, anneal, d, d_f, three)
+  mom = None
+  if sched.cycle_momentum:
+    mom = s.one_cycle_momentum(total, num(group["base_momentum"]), num(group["max_momentum"]), pct, anneal, three)
+  return lr, mom
+
+
+def _cyclic_schedules(sched: Any, g: int) -> tuple[Any, Any]:
+  """(lr, momentum or None) of a CyclicLR."""
+  s = _schedules
+  up = int(round(sched.total_size * sched.step_ratio))
+  down = int(round(sched.total_size)) - up
+  kw: dict[str, Any] = {"mode": sched.mode, "gamma": float(sched.gamma)}
+  custom = getattr(sched, "_scale_fn_custom", None)
+  if custom is not None:
+    kw.update(scale_fn=custom, scale_mode=sched.scale_mode)
+  lr = s.cyclic_lr(float(sched.base_lrs[g]), float(sched.max_lrs[g]), up, down, **kw)
+  mom = None
+  if sched.cycle_momentum:
+    mom = s.cyclic_momentum(float(sched.base_momentums[g]), float(sched.max_momentums[g]), up, down, **kw)
+  return lr, mom
+
+
+def _simple_schedule(sched: Any, name: str, base: float) -> Any:
+  """The lr schedule of a scheduler whose arguments torch keeps as they were given, or None for another."""
+  s = _schedules
   simple = {
       "StepLR": lambda: s.step_lr(base, int(sched.step_size), float(sched.gamma)),
       "MultiStepLR": lambda: s.multistep_lr(base, sorted(sched.milestones.elements()), float(sched.gamma)),
@@ -269,9 +300,7 @@ def schedule_of(fn: str, sched: Any, g: int) -> tuple[Any, Any]:
       "CosineAnnealingWarmRestarts": lambda: s.cosine_annealing_warm_restarts(base, int(sched.T_0), int(sched.T_mult),
                                                                               float(sched.eta_min)),
   }
-  if name in simple:
-    return simple[name](), None
-  return _lambda_schedule(fn, sched, g, name, base), None      # LambdaLR, MultiplicativeLR
+  return simple[name]() if name in simple else None
 
 
 def _shift(schedule: Any, offset: int) -> Any:
