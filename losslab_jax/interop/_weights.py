@@ -517,96 +517,147 @@ def copy_weights(torch_module: Any, nnx_module: Any, *, rename: Any = None, rule
   nnx_modules = {_dotted(p): m for p, m in graph if isinstance(m, nnx.Module)}
   nnx_paths = {_dotted(p): p for p, m in graph if isinstance(m, nnx.Module)}
   # torch.nn.Sequential holds its layers directly; nnx.Sequential under .layers: try both.
+  both_sequential = isinstance(nnx_module, nnx.Sequential) and isinstance(torch_module, torch.nn.Sequential)
   torch_params = dict(torch_module.named_parameters())
-  canonical = {id(t): n for n, t in torch_params.items()}
-  canonical.update({id(t): n for n, t in torch_module.named_buffers() if id(t) not in canonical})
-  problems: list[str] = []
-  hard: list[str] = []                      # shape / layout problems: raised even when not strict
-  ignored: list[tuple[str, str]] = []
-  plan: list[tuple[WeightEntry, Any, np.ndarray]] = []
-  used_keys: set = set()
-  filled: set = set()
+  st = _Placing(_canonical_names(torch_module, torch_params))
   for mname, tm in torch_module.named_modules(remove_duplicate=False):
-    own = [(k, v, "parameter") for k, v in tm._parameters.items() if v is not None]  # noqa: SLF001
-    non_persistent = getattr(tm, "_non_persistent_buffers_set", set())
-    for k, v in tm._buffers.items():  # noqa: SLF001
-      if v is None:
-        continue
-      if k in non_persistent:
-        ignored.append((_dotted([p for p in (mname, k) if p]), "non-persistent buffer (not in state_dict)"))
-      else:
-        own.append((k, v, "buffer"))
+    own = _own_tensors(mname, tm, st.ignored)
     if not own:
       continue
-    full = lambda k, mname=mname: f"{mname}.{k}" if mname else k  # noqa: E731
-    target = _rename(mname, rename, used_keys)
+    target = _rename(mname, rename, st.used_keys)
     if target is None:
-      ignored += [(full(k), "rename maps its module to None") for k, _, _ in own]
+      st.ignored += [(_full(mname, k), "rename maps its module to None") for k, _, _ in own]
       continue
     nm = nnx_modules.get(target)
-    if nm is None and isinstance(nnx_module, nnx.Sequential) and isinstance(torch_module, torch.nn.Sequential):
+    if nm is None and both_sequential:
       target = _dotted(["layers", target]) if target else "layers"
       nm = nnx_modules.get(target)
-    desc = ", ".join(f"{full(k)} {tuple(v.shape)}" for k, v, _ in own)
-    if nm is None:
-      problems.append(f"torch module {mname or '<root>'!r} ({type(tm).__name__}: {desc}) has no nnx module at"
-                      f" {target or '<root>'!r}")
-      continue
-    try:
-      table, origin = _find_rule(mname, tm, nm, rules)
-    except _RuleError as exc:
-      problems.append(f"torch module {mname!r}: {exc}")
-      continue
-    if table is None:
-      problems.append(f"torch module {mname or '<root>'!r} ({type(tm).__name__}: {desc}) has no layout rule;"
-                      " give rules={<type or name pattern>: {...}}")
-      continue
-    base = nnx_paths[target]
-    for k, v, kind in own:
-      tname = full(k)
-      if k not in table:
-        problems.append(f"torch {tname!r} {tuple(v.shape)}: the {origin} for {type(tm).__name__} does not place"
-                        f" {k!r}")
-        continue
-      pl = _as_placement(table[k])
-      if pl is None:
-        ignored.append((tname, _IGNORE_NBT if k == "num_batches_tracked" else f"{origin} leaves it out"))
-        continue
-      var, sub = _walk(nm, pl.attr)
-      path = (*base, *sub)
-      if not isinstance(var, nnx.Variable):
-        hard.append(f"torch {tname!r} {tuple(v.shape)} -> nnx {_dotted(base + (pl.attr,))!r}: the nnx"
-                    f" {type(nm).__name__} has no variable {pl.attr!r}")
-        continue
-      tshape = tuple(v.shape)
-      try:
-        fshape = pl.flax_shape(tshape)
-      except ValueError as exc:
-        hard.append(f"torch {tname!r}: {exc}")
-        continue
-      vshape = tuple(var.get_value().shape)
-      if fshape != vshape:
-        filled.add(path)                        # reported here; not again as "receives no torch tensor"
-        hard.append(f"torch {tname!r} {tshape} -> flax layout {fshape}, but nnx {_dotted(path)!r} has shape"
-                    f" {vshape}")
-        continue
-      source = canonical.get(id(v), tname)
-      entry = WeightEntry(tname, cast(NnxPath, path), kind, type(var).__name__, pl, tshape, fshape, source)
-      plan.append((entry, var, to_numpy(v)))
-      filled.add(path)
-  if isinstance(rename, Mapping):
-    problems += [f"rename key {k!r} matches no torch module" for k in rename if k not in used_keys]
-  for path, var in graph:
-    if isinstance(var, (nnx.Param, nnx.BatchStat)) and path not in filled:
-      problems.append(f"nnx {type(var).__name__} {_dotted(path)!r} {tuple(var.get_value().shape)} receives no"
-                      " torch tensor")
-  if hard or (strict and problems):
-    shown = hard + problems if strict else hard
+    _place_module(st, mname, tm, own, target, nm, nnx_paths, rules)
+  _report_unfilled(st, rename, graph)
+  if st.hard or (strict and st.problems):
+    shown = st.hard + st.problems if strict else st.hard
     raise ValueError(f"{fn}: cannot place {len(shown)} item(s):\n  " + "\n  ".join(shown))
+  _write(st.plan, dtype)
+  template = nnx.state(nnx_module, nnx.Param)
+  return WeightMap([e for e, _, _ in st.plan], template, torch_params, st.ignored, st.problems)
+
+
+@dataclasses.dataclass
+class _Placing:
+  """What :func:`copy_weights` found so far: the plan to write and every problem (``hard``: raised even when
+  not strict)."""
+
+  canonical: dict[int, str]                 # id(tensor) -> its first torch name (shared tensors)
+  problems: list[str] = dataclasses.field(default_factory=list)
+  hard: list[str] = dataclasses.field(default_factory=list)
+  ignored: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+  plan: list[tuple[WeightEntry, Any, np.ndarray]] = dataclasses.field(default_factory=list)
+  used_keys: set = dataclasses.field(default_factory=set)
+  filled: set = dataclasses.field(default_factory=set)
+
+
+def _full(mname: str, k: str) -> str:
+  """The torch name of tensor ``k`` of module ``mname``."""
+  return f"{mname}.{k}" if mname else k
+
+
+def _canonical_names(torch_module: Any, torch_params: Mapping[str, Any]) -> dict[int, str]:
+  """id(tensor) -> the name torch's ``named_parameters``/``named_buffers`` gives it (first of tied names)."""
+  canonical = {id(t): n for n, t in torch_params.items()}
+  canonical.update({id(t): n for n, t in torch_module.named_buffers() if id(t) not in canonical})
+  return canonical
+
+
+def _own_tensors(mname: str, tm: Any, ignored: list[tuple[str, str]]) -> list[tuple[str, Any, str]]:
+  """``(local name, tensor, "parameter" | "buffer")`` of module ``tm``'s own tensors; non-persistent buffers
+  go to ``ignored``."""
+  own = [(k, v, "parameter") for k, v in tm._parameters.items() if v is not None]  # noqa: SLF001
+  non_persistent = getattr(tm, "_non_persistent_buffers_set", set())
+  for k, v in tm._buffers.items():  # noqa: SLF001
+    if v is None:
+      continue
+    if k in non_persistent:
+      ignored.append((_dotted([p for p in (mname, k) if p]), "non-persistent buffer (not in state_dict)"))
+    else:
+      own.append((k, v, "buffer"))
+  return own
+
+
+def _place_module(st: _Placing, mname: str, tm: Any, own: Sequence[tuple[str, Any, str]], target: str, nm: Any,
+                  nnx_paths: Mapping[str, tuple[Any, ...]], rules: Mapping[Any, Rule] | None) -> None:
+  """Plan the copy of torch module ``mname``'s tensors into nnx module ``nm`` (at ``target``) by its rule."""
+  desc = ", ".join(f"{_full(mname, k)} {tuple(v.shape)}" for k, v, _ in own)
+  if nm is None:
+    st.problems.append(f"torch module {mname or '<root>'!r} ({type(tm).__name__}: {desc}) has no nnx module at"
+                       f" {target or '<root>'!r}")
+    return
+  try:
+    table, origin = _find_rule(mname, tm, nm, rules)
+  except _RuleError as exc:
+    st.problems.append(f"torch module {mname!r}: {exc}")
+    return
+  if table is None:
+    st.problems.append(f"torch module {mname or '<root>'!r} ({type(tm).__name__}: {desc}) has no layout rule;"
+                       " give rules={<type or name pattern>: {...}}")
+    return
+  base = nnx_paths[target]
+  for k, v, kind in own:
+    tname = _full(mname, k)
+    if k not in table:
+      st.problems.append(f"torch {tname!r} {tuple(v.shape)}: the {origin} for {type(tm).__name__} does not place"
+                         f" {k!r}")
+      continue
+    pl = _as_placement(table[k])
+    if pl is None:
+      st.ignored.append((tname, _IGNORE_NBT if k == "num_batches_tracked" else f"{origin} leaves it out"))
+      continue
+    _place_tensor(st, tname, v, kind, pl, nm, base)
+
+
+def _place_tensor(st: _Placing, tname: str, v: Any, kind: str, pl: Placement, nm: Any, base: tuple[Any, ...]) -> None:
+  """Plan the copy of torch tensor ``tname`` into the variable ``pl`` names in ``nm``, or say why it cannot."""
+  from flax import nnx
+
+  var, sub = _walk(nm, pl.attr)
+  path = (*base, *sub)
+  if not isinstance(var, nnx.Variable):
+    st.hard.append(f"torch {tname!r} {tuple(v.shape)} -> nnx {_dotted(base + (pl.attr,))!r}: the nnx"
+                   f" {type(nm).__name__} has no variable {pl.attr!r}")
+    return
+  tshape = tuple(v.shape)
+  try:
+    fshape = pl.flax_shape(tshape)
+  except ValueError as exc:
+    st.hard.append(f"torch {tname!r}: {exc}")
+    return
+  vshape = tuple(var.get_value().shape)
+  if fshape != vshape:
+    st.filled.add(path)                     # reported here; not again as "receives no torch tensor"
+    st.hard.append(f"torch {tname!r} {tshape} -> flax layout {fshape}, but nnx {_dotted(path)!r} has shape"
+                   f" {vshape}")
+    return
+  source = st.canonical.get(id(v), tname)
+  entry = WeightEntry(tname, cast(NnxPath, path), kind, type(var).__name__, pl, tshape, fshape, source)
+  st.plan.append((entry, var, to_numpy(v)))
+  st.filled.add(path)
+
+
+def _report_unfilled(st: _Placing, rename: Any, graph: Sequence[tuple[Any, Any]]) -> None:
+  """Problems for rename keys no torch module used and for nnx Param/BatchStat variables no tensor fills."""
+  from flax import nnx
+
+  if isinstance(rename, Mapping):
+    st.problems += [f"rename key {k!r} matches no torch module" for k in rename if k not in st.used_keys]
+  for path, var in graph:
+    if isinstance(var, (nnx.Param, nnx.BatchStat)) and path not in st.filled:
+      st.problems.append(f"nnx {type(var).__name__} {_dotted(path)!r} {tuple(var.get_value().shape)} receives no"
+                         " torch tensor")
+
+
+def _write(plan: Sequence[tuple[WeightEntry, Any, np.ndarray]], dtype: Any) -> None:
+  """Set each planned nnx variable to its torch value in flax layout, on the variable's sharding."""
   for entry, var, a in plan:
     old = var.get_value()
     new = jnp.asarray(entry.placement.to_flax_layout(a), dtype=dtype)
     sharding = getattr(old, "sharding", None)
     var.set_value(jax.device_put(new, sharding) if sharding is not None else new)
-  template = nnx.state(nnx_module, nnx.Param)
-  return WeightMap([e for e, _, _ in plan], template, torch_params, ignored, problems)
