@@ -9,6 +9,7 @@ are handled as one flat vector (``jax.flatten_util.ravel_pytree``, which orders 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -109,6 +110,8 @@ class _Search(NamedTuple):
   evals: jax.Array
 
 
+# Long by design: it follows torch's `_strong_wolfe` line by line (to diff against it), and its
+# lax.while_loop phases share the search's constants and carried state in one place.
 def _strong_wolfe(obj_func, x, t, d, f, g, gtd, max_ls, c1=1e-4, c2=0.9, tolerance_change=1e-9):
   """torch's ``_strong_wolfe`` (bracketing, then zoom); returns ``(f_new, g_new, t, ls_func_evals)``.
 
@@ -371,23 +374,11 @@ def lbfgs(lr: ScalarOrSchedule = 1.0, max_iter: int = 20, max_eval: int | None =
   max_eval = _check_lbfgs(lr, max_iter, max_eval, history_size, line_search_fn, tolerance_grad, tolerance_change)
 
   def init_fn(params):
-    flat, _ = ravel_pytree(params)
-    n, dt = flat.shape[0], flat.dtype
-    i0 = jnp.zeros([], jnp.int32)
-    return LBFGSState(step=i0, func_evals=i0, n_iter=i0, d=jnp.zeros([n], dt), t=jnp.zeros([], dt),
-                      old_dirs=jnp.zeros([history_size, n], dt), old_stps=jnp.zeros([history_size, n], dt),
-                      ro=jnp.zeros([history_size], dt), H_diag=jnp.ones([], dt),
-                      prev_flat_grad=jnp.zeros([n], dt), prev_loss=jnp.zeros([], dt),
-                      history_len=i0, history_start=i0)
+    return _lbfgs_init(params, history_size)
 
   def update_fn(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra_args):
     del grad, extra_args
-    if params is None:
-      raise ValueError("lbfgs: expected the current parameters, `update(grads, state, params, value=...,"
-                       " value_fn=loss_fn)`")
-    if value_fn is None or not callable(value_fn):
-      raise ValueError("lbfgs: expected `value_fn=loss_fn` (params -> scalar loss, torch's closure),"
-                       f" got {value_fn!r}")
+    value_fn = _check_update_args(params, value_fn)
     _common.check_updates("lbfgs", updates, params, "the params")
     x0, unravel = ravel_pytree(params)
     dt = x0.dtype
@@ -400,85 +391,130 @@ def lbfgs(lr: ScalarOrSchedule = 1.0, max_iter: int = 20, max_eval: int | None =
       loss, g = val_grad(x)
       return jnp.asarray(loss).astype(dt), g.astype(dt)
 
-    def obj_func(x, t, d):
-      return evaluate(x + t * d)
-
     lr_k = _common.resolve(lr, state.step).astype(dt)
     tol_grad, tol_change = jnp.asarray(tolerance_grad, dt), jnp.asarray(tolerance_change, dt)
-    one = jnp.ones([], dt)
-
-    def body(c: _Carry) -> _Carry:
-      n_iter, state_n_iter = c.n_iter + 1, c.state_n_iter + 1
-      first = state_n_iter == 1
-
-      # ---- direction --------------------------------------------------------------------------
-      def first_direction(c):
-        zi = jnp.zeros([], jnp.int32)
-        return -c.g, c.old_dirs, c.old_stps, c.ro, zi, zi, one
-
-      def lbfgs_direction(c):
-        y = c.g - c.prev_flat_grad
-        s = c.d * c.t
-        ys = y @ s
-        hist = (c.old_dirs, c.old_stps, c.ro, c.history_len, c.history_start)
-        hist = lax.cond(ys > 1e-10, lambda h: _push(h[0], h[1], h[2], h[3], h[4], y, s, 1.0 / ys), lambda h: h, hist)
-        H_diag = jnp.where(ys > 1e-10, ys / (y @ y), c.H_diag)
-        d = _two_loop(c.g, hist[0], hist[1], hist[2], hist[3], hist[4], H_diag)
-        return (d, *hist, H_diag)
-
-      d, old_dirs, old_stps, ro, history_len, history_start, H_diag = lax.cond(
-          first, first_direction, lbfgs_direction, c)
-      prev_flat_grad, prev_loss = c.g, c.loss
-
-      # ---- step length ------------------------------------------------------------------------
-      inv_l1 = 1.0 / jnp.sum(jnp.abs(c.g))
-      t = jnp.where(first, jnp.where(inv_l1 < 1.0, inv_l1, one) * lr_k, lr_k)
-      gtd = c.g @ d
-      c = c._replace(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, history_len=history_len,
-                     history_start=history_start, H_diag=H_diag, prev_flat_grad=prev_flat_grad,
-                     prev_loss=prev_loss, n_iter=n_iter, state_n_iter=state_n_iter)
-
-      def take_step(c: _Carry) -> _Carry:
-        if line_search_fn == "strong_wolfe":
-          loss, g, t, ls_evals = _strong_wolfe(obj_func, c.x, c.t, c.d, c.loss, c.g, gtd,
-                                               max_ls=max_eval - c.current_evals)
-          x = c.x + t * c.d
-          opt_cond = jnp.max(jnp.abs(g)) <= tol_grad
-        else:
-          t = c.t
-          x = c.x + t * c.d
-
-          def reevaluate(_):
-            loss, g = evaluate(x)
-            return loss, g, jnp.max(jnp.abs(g)) <= tol_grad, jnp.asarray(1, jnp.int32)
-
-          loss, g, opt_cond, ls_evals = lax.cond(
-              n_iter != max_iter, reevaluate, lambda _: (c.loss, c.g, c.opt_cond, jnp.asarray(0, jnp.int32)),
-              None)
-        current_evals = c.current_evals + ls_evals
-        stop = ((n_iter == max_iter) | (current_evals >= max_eval) | opt_cond
-                | (jnp.max(jnp.abs(c.d * t)) <= tol_change) | (jnp.abs(loss - c.prev_loss) < tol_change))
-        return c._replace(x=x, loss=loss, g=g, t=t, opt_cond=opt_cond, current_evals=current_evals,
-                          func_evals=c.func_evals + ls_evals, stop=stop)
-
-      # directional derivative below tolerance: stop without moving
-      return lax.cond(gtd > -tol_change, lambda c: c._replace(stop=jnp.asarray(True)), take_step, c)
-
-    opt_cond = jnp.max(jnp.abs(flat_grad)) <= tol_grad
-    carry = _Carry(x=x0, loss=jnp.asarray(value).astype(dt), g=flat_grad, opt_cond=opt_cond, d=state.d,
-                   t=state.t, old_dirs=state.old_dirs, old_stps=state.old_stps, ro=state.ro,
-                   history_len=state.history_len, history_start=state.history_start, H_diag=state.H_diag,
-                   prev_flat_grad=state.prev_flat_grad, prev_loss=state.prev_loss,
-                   n_iter=jnp.zeros([], jnp.int32), state_n_iter=state.n_iter,
-                   current_evals=jnp.ones([], jnp.int32), func_evals=state.func_evals + 1, stop=opt_cond)
-    c = lax.while_loop(lambda c: ~c.stop, body, carry)
+    carry = _initial_carry(x0, jnp.asarray(value).astype(dt), flat_grad, state, tol_grad)
+    c = _iterate(evaluate, carry, lr_k, tol_grad, tol_change, max_iter, max_eval, line_search_fn)
     new_params = unravel(c.x)
     out = jax.tree.map(lambda new, p: (new - p).astype(p.dtype), new_params, params)
-    new_state = LBFGSState(step=_common.increment(state.step), func_evals=c.func_evals,
-                           n_iter=c.state_n_iter, d=c.d, t=c.t, old_dirs=c.old_dirs, old_stps=c.old_stps,
-                           ro=c.ro, H_diag=c.H_diag, prev_flat_grad=c.prev_flat_grad, prev_loss=c.prev_loss,
-                           history_len=c.history_len, history_start=c.history_start)
-    return out, new_state
+    return out, _final_state(state, c)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _lbfgs_init(params, history_size: int) -> LBFGSState:
+  """The initial state: empty history (preallocated), no iteration yet."""
+  flat, _ = ravel_pytree(params)
+  n, dt = flat.shape[0], flat.dtype
+  i0 = jnp.zeros([], jnp.int32)
+  return LBFGSState(step=i0, func_evals=i0, n_iter=i0, d=jnp.zeros([n], dt), t=jnp.zeros([], dt),
+                    old_dirs=jnp.zeros([history_size, n], dt), old_stps=jnp.zeros([history_size, n], dt),
+                    ro=jnp.zeros([history_size], dt), H_diag=jnp.ones([], dt),
+                    prev_flat_grad=jnp.zeros([n], dt), prev_loss=jnp.zeros([], dt),
+                    history_len=i0, history_start=i0)
+
+
+def _check_update_args(params, value_fn) -> Callable:
+  """``value_fn``: ``update`` needs the parameters and the loss function (torch's closure)."""
+  if params is None:
+    raise ValueError("lbfgs: expected the current parameters, `update(grads, state, params, value=...,"
+                     " value_fn=loss_fn)`")
+  if value_fn is None or not callable(value_fn):
+    raise ValueError("lbfgs: expected `value_fn=loss_fn` (params -> scalar loss, torch's closure),"
+                     f" got {value_fn!r}")
+  return value_fn
+
+
+def _initial_carry(x0, loss, flat_grad, state: LBFGSState, tol_grad) -> _Carry:
+  """The loop's carry at the start of a step: the closure's first evaluation (one) and the state's history."""
+  opt_cond = jnp.max(jnp.abs(flat_grad)) <= tol_grad
+  return _Carry(x=x0, loss=loss, g=flat_grad, opt_cond=opt_cond, d=state.d,
+                t=state.t, old_dirs=state.old_dirs, old_stps=state.old_stps, ro=state.ro,
+                history_len=state.history_len, history_start=state.history_start, H_diag=state.H_diag,
+                prev_flat_grad=state.prev_flat_grad, prev_loss=state.prev_loss,
+                n_iter=jnp.zeros([], jnp.int32), state_n_iter=state.n_iter,
+                current_evals=jnp.ones([], jnp.int32), func_evals=state.func_evals + 1, stop=opt_cond)
+
+
+def _final_state(state: LBFGSState, c: _Carry) -> LBFGSState:
+  """The state after a step: its history and counters from the loop's final carry."""
+  return LBFGSState(step=_common.increment(state.step), func_evals=c.func_evals,
+                    n_iter=c.state_n_iter, d=c.d, t=c.t, old_dirs=c.old_dirs, old_stps=c.old_stps,
+                    ro=c.ro, H_diag=c.H_diag, prev_flat_grad=c.prev_flat_grad, prev_loss=c.prev_loss,
+                    history_len=c.history_len, history_start=c.history_start)
+
+
+def _direction(c: _Carry, first, one):
+  """torch's search direction: ``-g`` (history cleared) at the first global iteration, else the pair
+  ``(y, s)`` is pushed when ``y.s > 1e-10`` and ``d = -H g`` by the two-loop recursion.
+
+  Returns ``(d, old_dirs, old_stps, ro, history_len, history_start, H_diag)``.
+  """
+
+  def first_direction(c):
+    zi = jnp.zeros([], jnp.int32)
+    return -c.g, c.old_dirs, c.old_stps, c.ro, zi, zi, one
+
+  def lbfgs_direction(c):
+    y = c.g - c.prev_flat_grad
+    s = c.d * c.t
+    ys = y @ s
+    hist = (c.old_dirs, c.old_stps, c.ro, c.history_len, c.history_start)
+    hist = lax.cond(ys > 1e-10, lambda h: _push(h[0], h[1], h[2], h[3], h[4], y, s, 1.0 / ys), lambda h: h, hist)
+    H_diag = jnp.where(ys > 1e-10, ys / (y @ y), c.H_diag)
+    d = _two_loop(c.g, hist[0], hist[1], hist[2], hist[3], hist[4], H_diag)
+    return (d, *hist, H_diag)
+
+  return lax.cond(first, first_direction, lbfgs_direction, c)
+
+
+def _iterate(evaluate, carry: _Carry, lr_k, tol_grad, tol_change, max_iter: int, max_eval: int,
+             line_search_fn: str | None) -> _Carry:
+  """torch's ``LBFGS.step`` iteration loop (one ``lax.while_loop``), from ``carry`` until a stopping rule fires."""
+  one = jnp.ones([], lr_k.dtype)
+
+  def obj_func(x, t, d):
+    return evaluate(x + t * d)
+
+  def body(c: _Carry) -> _Carry:
+    n_iter, state_n_iter = c.n_iter + 1, c.state_n_iter + 1
+    first = state_n_iter == 1
+    d, old_dirs, old_stps, ro, history_len, history_start, H_diag = _direction(c, first, one)
+    prev_flat_grad, prev_loss = c.g, c.loss
+
+    # ---- step length --------------------------------------------------------------------------
+    inv_l1 = 1.0 / jnp.sum(jnp.abs(c.g))
+    t = jnp.where(first, jnp.where(inv_l1 < 1.0, inv_l1, one) * lr_k, lr_k)
+    gtd = c.g @ d
+    c = c._replace(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, history_len=history_len,
+                   history_start=history_start, H_diag=H_diag, prev_flat_grad=prev_flat_grad,
+                   prev_loss=prev_loss, n_iter=n_iter, state_n_iter=state_n_iter)
+
+    def take_step(c: _Carry) -> _Carry:
+      if line_search_fn == "strong_wolfe":
+        loss, g, t, ls_evals = _strong_wolfe(obj_func, c.x, c.t, c.d, c.loss, c.g, gtd,
+                                             max_ls=max_eval - c.current_evals)
+        x = c.x + t * c.d
+        opt_cond = jnp.max(jnp.abs(g)) <= tol_grad
+      else:
+        t = c.t
+        x = c.x + t * c.d
+
+        def reevaluate(_):
+          loss, g = evaluate(x)
+          return loss, g, jnp.max(jnp.abs(g)) <= tol_grad, jnp.asarray(1, jnp.int32)
+
+        loss, g, opt_cond, ls_evals = lax.cond(
+            n_iter != max_iter, reevaluate, lambda _: (c.loss, c.g, c.opt_cond, jnp.asarray(0, jnp.int32)),
+            None)
+      current_evals = c.current_evals + ls_evals
+      stop = ((n_iter == max_iter) | (current_evals >= max_eval) | opt_cond
+              | (jnp.max(jnp.abs(c.d * t)) <= tol_change) | (jnp.abs(loss - c.prev_loss) < tol_change))
+      return c._replace(x=x, loss=loss, g=g, t=t, opt_cond=opt_cond, current_evals=current_evals,
+                        func_evals=c.func_evals + ls_evals, stop=stop)
+
+    # directional derivative below tolerance: stop without moving
+    return lax.cond(gtd > -tol_change, lambda c: c._replace(stop=jnp.asarray(True)), take_step, c)
+
+  return lax.while_loop(lambda c: ~c.stop, body, carry)
 
