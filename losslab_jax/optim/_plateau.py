@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from typing import Any, Literal, NamedTuple
@@ -110,7 +111,52 @@ def reduce_lr_on_plateau(mode: Literal["min", "max"] = "min", factor: float = 0.
     >>> lrs
     [1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.01]
   """
-  fn = "reduce_lr_on_plateau"
+  spec = _parse_plateau(mode, factor, patience, threshold, threshold_mode, cooldown, min_lr, eps, base_lr)
+
+  def init_fn(params: optax.Params) -> ReduceLROnPlateauState:
+    del params
+    dtype = jnp.result_type(float)
+    return ReduceLROnPlateauState(
+        best=jnp.asarray(spec.worse, dtype), num_bad_epochs=jnp.zeros([], jnp.int32),
+        cooldown_counter=jnp.zeros([], jnp.int32), lr=jnp.asarray(spec.base_lr, dtype),
+        scale=jnp.ones([], dtype))
+
+  def update_fn(updates, state, params=None, *, value=None, **extra_args):
+    del params, extra_args
+    new_state = _plateau_step(spec, state, _metric(value, state.best.dtype))
+    updates = jax.tree.map(lambda u: u * new_state.scale.astype(u.dtype), updates)
+    return updates, new_state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+_FN = "reduce_lr_on_plateau"
+
+
+@dataclasses.dataclass(frozen=True)
+class _PlateauSpec:
+  """The checked arguments of :func:`reduce_lr_on_plateau`."""
+
+  mode: str
+  factor: float
+  patience: int
+  threshold: float
+  threshold_mode: str
+  cooldown: int
+  min_lr: float
+  eps: float
+  base_lr: float
+
+  @property
+  def worse(self) -> float:
+    """The initial ``best``: worse than any metric."""
+    return math.inf if self.mode == "min" else -math.inf
+
+
+def _parse_plateau(mode: Any, factor: Any, patience: Any, threshold: Any, threshold_mode: Any, cooldown: Any,
+                   min_lr: Any, eps: Any, base_lr: Any) -> _PlateauSpec:
+  """The arguments checked (torch's checks, and no NaN) into a :class:`_PlateauSpec`."""
+  fn = _FN
   if mode not in ("min", "max"):
     raise ValueError(f"{fn}: expected `mode` 'min' or 'max', got {mode!r}")
   if threshold_mode not in ("rel", "abs"):
@@ -126,52 +172,47 @@ def reduce_lr_on_plateau(mode: Literal["min", "max"] = "min", factor: float = 0.
   base_lr = _check_float(fn, "base_lr", base_lr)
   if base_lr <= 0.0:
     raise ValueError(f"{fn}: expected `base_lr` > 0 (the optimizer's lr), got {base_lr!r}")
-  worse = math.inf if mode == "min" else -math.inf
+  return _PlateauSpec(mode, factor, patience, threshold, threshold_mode, cooldown, min_lr, eps, base_lr)
 
-  def is_better(a: jax.Array, best: jax.Array) -> jax.Array:
-    if mode == "min" and threshold_mode == "rel":
-      return a < best * (1.0 - threshold)
-    if mode == "min":
-      return a < best - threshold
-    if threshold_mode == "rel":
-      return a > best * (threshold + 1.0)
-    return a > best + threshold
 
-  def init_fn(params: optax.Params) -> ReduceLROnPlateauState:
-    del params
-    dtype = jnp.result_type(float)
-    return ReduceLROnPlateauState(
-        best=jnp.asarray(worse, dtype), num_bad_epochs=jnp.zeros([], jnp.int32),
-        cooldown_counter=jnp.zeros([], jnp.int32), lr=jnp.asarray(base_lr, dtype),
-        scale=jnp.ones([], dtype))
+def _is_better(spec: _PlateauSpec, a: jax.Array, best: jax.Array) -> jax.Array:
+  """torch's ``is_better`` (a NaN metric is not better)."""
+  threshold = spec.threshold
+  if spec.mode == "min" and spec.threshold_mode == "rel":
+    return a < best * (1.0 - threshold)
+  if spec.mode == "min":
+    return a < best - threshold
+  if spec.threshold_mode == "rel":
+    return a > best * (threshold + 1.0)
+  return a > best + threshold
 
-  def update_fn(updates, state, params=None, *, value=None, **extra_args):
-    del params, extra_args
-    if value is None:
-      raise ValueError(f"{fn}: expected the metric as `update(updates, state, params, value=metric)`, got no"
-                       " value")
-    current = jnp.asarray(value)
-    if current.size != 1:
-      raise ValueError(f"{fn}: expected a scalar metric `value`, got shape {current.shape}")
-    current = current.reshape(()).astype(state.best.dtype)
 
-    better = is_better(current, state.best)
-    best = jnp.where(better, current, state.best)
-    bad = jnp.where(better, 0, state.num_bad_epochs + 1)
-    in_cooldown = state.cooldown_counter > 0
-    cooldown_counter = jnp.where(in_cooldown, state.cooldown_counter - 1, state.cooldown_counter)
-    bad = jnp.where(in_cooldown, 0, bad)
+def _metric(value: Any, dtype: Any) -> jax.Array:
+  """The metric ``value=`` as a 0-d array of ``dtype``; refused when missing or not a scalar."""
+  if value is None:
+    raise ValueError(f"{_FN}: expected the metric as `update(updates, state, params, value=metric)`, got no"
+                     " value")
+  current = jnp.asarray(value)
+  if current.size != 1:
+    raise ValueError(f"{_FN}: expected a scalar metric `value`, got shape {current.shape}")
+  return current.reshape(()).astype(dtype)
 
-    reduce = bad > patience
-    new_lr = jnp.maximum(state.lr * factor, min_lr)
-    lr = jnp.where(reduce & (state.lr - new_lr > eps), new_lr, state.lr)
-    cooldown_counter = jnp.where(reduce, cooldown, cooldown_counter)
-    bad = jnp.where(reduce, 0, bad)
 
-    scale = lr / base_lr
-    updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
-    new_state = ReduceLROnPlateauState(best=best, num_bad_epochs=bad.astype(jnp.int32),
-                                       cooldown_counter=cooldown_counter.astype(jnp.int32), lr=lr, scale=scale)
-    return updates, new_state
+def _plateau_step(spec: _PlateauSpec, state: ReduceLROnPlateauState, current: jax.Array) -> ReduceLROnPlateauState:
+  """One torch ``scheduler.step(current)``: the state after it, with ``scale = lr / base_lr``."""
+  better = _is_better(spec, current, state.best)
+  best = jnp.where(better, current, state.best)
+  bad = jnp.where(better, 0, state.num_bad_epochs + 1)
+  in_cooldown = state.cooldown_counter > 0
+  cooldown_counter = jnp.where(in_cooldown, state.cooldown_counter - 1, state.cooldown_counter)
+  bad = jnp.where(in_cooldown, 0, bad)
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  reduce = bad > spec.patience
+  new_lr = jnp.maximum(state.lr * spec.factor, spec.min_lr)
+  lr = jnp.where(reduce & (state.lr - new_lr > spec.eps), new_lr, state.lr)
+  cooldown_counter = jnp.where(reduce, spec.cooldown, cooldown_counter)
+  bad = jnp.where(reduce, 0, bad)
+
+  scale = lr / spec.base_lr
+  return ReduceLROnPlateauState(best=best, num_bad_epochs=bad.astype(jnp.int32),
+                                cooldown_counter=cooldown_counter.astype(jnp.int32), lr=lr, scale=scale)
