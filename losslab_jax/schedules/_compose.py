@@ -301,61 +301,13 @@ def chained(schedules: Sequence[Schedule], *, lr: float | None = None) -> Schedu
     [0.01, 0.009, 0.081, 0.0729]
   """
   name = "chained"
-  if isinstance(schedules, (str, bytes)) or not isinstance(schedules, Sequence) or len(schedules) < 1:
-    raise ValueError(f"{name}: expected at least one schedule, got {schedules!r}")
-  for i, s in enumerate(schedules):
-    _check_schedule(name, f"schedules[{i}]", s)
-    kind = torch_kind(s)
-    if kind is not None and kind not in CHAINABLE:
-      why = ("its torch step is affine and restarts from the base lr at each minimum"
-             if kind == "cosine_annealing_lr" else "torch recomputes it from the base lr at every step")
-      raise ValueError(f"{name}: expected chainable schedules ({', '.join(CHAINABLE)}), got {kind} at index {i}"
-                       f" ({why}); use sequential_lr, or lambda_lr with the product of the factors")
+  _check_chainable(name, schedules)
   rules = [torch_rule(s) for s in schedules]
-  bases = sorted({r.base for r in rules if r is not None})
-  if len(bases) > 1:
-    raise ValueError(f"{name}: expected schedules built on the same lr (torch's share one optimizer), got"
-                     f" {bases}")
-  if bases:
-    base = bases[0]
-    if lr is not None and as_float(name, "lr", lr) != base:
-      raise ValueError(f"{name}: expected `lr` equal to the schedules' lr {base}, got {lr!r}")
-  elif lr is None:
-    raise ValueError(f"{name}: expected `lr=` (the common base lr) when every schedule is a plain function")
-  else:
-    base = as_float(name, "lr", lr)
+  base = _common_base(name, rules, lr)
   dtypes = dtypes_of(lr) if lr is not None else ()
-
   exact = all(r is not None for r in rules)
-  horizons = [r.horizon for r in rules if r is not None]
-  if exact and all(h is not None for h in horizons):
-    n = min(TABLE_SIZE, max(max(horizons), 0) + 1)  # type: ignore[type-var] # all horizons are ints here
-    forever = max(horizons) < n  # type: ignore[type-var] # all horizons are ints here
-  else:
-    n, forever = TABLE_SIZE, False
-  table: list[float] = []
-  anchors: list[float] = []  # each schedule's own value at n - 1, where the formula takes over
-  if exact:
-    value = base
-    for r in rules:
-      value = r.first(value)  # type: ignore[union-attr] # exact: every rule is present
-    table.append(value)
-    for k in range(1, n):
-      for r in rules:
-        value = r.step(k, value)  # type: ignore[union-attr] # exact: every rule is present
-      table.append(value)
-    if not forever:
-      anchors = [simulate(r, n)[-1] for r in rules]  # type: ignore[arg-type] # exact: every rule is present
-
-  dtype_cache: dict[Any, Any] = {}
-
-  def output_dtype(count_dtype: Any) -> Any:
-    key = (count_dtype, bool(jax.config.read("jax_enable_x64")))
-    if key not in dtype_cache:
-      probe = jax.ShapeDtypeStruct((), count_dtype)
-      dtype_cache[key] = jnp.result_type(*[jax.eval_shape(s, probe).dtype for s in schedules],
-                                         *([float_dtype(dtypes)] if dtypes else []))
-    return dtype_cache[key]
+  n, forever, table, anchors = _chained_table(rules, base, exact)
+  output_dtype = _output_dtype_of(schedules, dtypes)
 
   def schedule(count: ArrayLike) -> jax.Array:
     k = as_count(name, count)
@@ -375,6 +327,77 @@ def chained(schedules: Sequence[Schedule], *, lr: float | None = None) -> Schedu
     return jnp.where(k < n, head, tail)
 
   return TorchSchedule(name, schedule)
+
+
+def _check_chainable(name: str, schedules: Any) -> None:
+  """At least one schedule, each callable and, when a ``losslab_jax`` one, of a kind torch chains."""
+  if isinstance(schedules, (str, bytes)) or not isinstance(schedules, Sequence) or len(schedules) < 1:
+    raise ValueError(f"{name}: expected at least one schedule, got {schedules!r}")
+  for i, s in enumerate(schedules):
+    _check_schedule(name, f"schedules[{i}]", s)
+    kind = torch_kind(s)
+    if kind is not None and kind not in CHAINABLE:
+      why = ("its torch step is affine and restarts from the base lr at each minimum"
+             if kind == "cosine_annealing_lr" else "torch recomputes it from the base lr at every step")
+      raise ValueError(f"{name}: expected chainable schedules ({', '.join(CHAINABLE)}), got {kind} at index {i}"
+                       f" ({why}); use sequential_lr, or lambda_lr with the product of the factors")
+
+
+def _common_base(name: str, rules: Sequence[Any], lr: float | None) -> float:
+  """The base lr the schedules share (torch's share one optimizer), which ``lr`` must equal when given."""
+  bases = sorted({r.base for r in rules if r is not None})
+  if len(bases) > 1:
+    raise ValueError(f"{name}: expected schedules built on the same lr (torch's share one optimizer), got"
+                     f" {bases}")
+  if bases:
+    base = bases[0]
+    if lr is not None and as_float(name, "lr", lr) != base:
+      raise ValueError(f"{name}: expected `lr` equal to the schedules' lr {base}, got {lr!r}")
+    return base
+  if lr is None:
+    raise ValueError(f"{name}: expected `lr=` (the common base lr) when every schedule is a plain function")
+  return as_float(name, "lr", lr)
+
+
+def _chained_table(rules: Sequence[Any], base: float, exact: bool) -> tuple[int, bool, list[float], list[float]]:
+  """``(n, forever, table, anchors)``: torch's chained lr at counts ``0 .. n-1`` (empty unless ``exact``:
+  every schedule has a torch rule), whether it holds for every count, and each schedule's own value at
+  ``n - 1``, where the formula takes over."""
+  horizons = [r.horizon for r in rules if r is not None]
+  if exact and all(h is not None for h in horizons):
+    n = min(TABLE_SIZE, max(max(horizons), 0) + 1)
+    forever = max(horizons) < n
+  else:
+    n, forever = TABLE_SIZE, False
+  table: list[float] = []
+  anchors: list[float] = []
+  if exact:
+    value = base
+    for r in rules:
+      value = r.first(value)
+    table.append(value)
+    for k in range(1, n):
+      for r in rules:
+        value = r.step(k, value)
+      table.append(value)
+    if not forever:
+      anchors = [simulate(r, n)[-1] for r in rules]
+  return n, forever, table, anchors
+
+
+def _output_dtype_of(schedules: Sequence[Schedule], dtypes: Any) -> Callable[[Any], Any]:
+  """``count dtype -> output dtype``: the promoted dtype of the children's values (and of ``lr``), cached."""
+  dtype_cache: dict[Any, Any] = {}
+
+  def output_dtype(count_dtype: Any) -> Any:
+    key = (count_dtype, bool(jax.config.read("jax_enable_x64")))
+    if key not in dtype_cache:
+      probe = jax.ShapeDtypeStruct((), count_dtype)
+      dtype_cache[key] = jnp.result_type(*[jax.eval_shape(s, probe).dtype for s in schedules],
+                                         *([float_dtype(dtypes)] if dtypes else []))
+    return dtype_cache[key]
+
+  return output_dtype
 
 
 # --- per_epoch -------------------------------------------------------------------------------
