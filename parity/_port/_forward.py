@@ -94,7 +94,7 @@ def _model_dtype(torch_module: Any) -> str | None:
 def compare_forward(torch_module: Any, nnx_module: Any, *inputs: Any, rtol: float | None = None,
                     dtype: str | None = None, input_layout: Any = "auto",
                     output_layout: LayoutHook | None = None, module_map: Mapping[str, str] | None = None,
-                    probe: bool = True) -> ForwardReport:
+                    probe: bool = True, weight_map: Any = None) -> ForwardReport:
   """Run a torch module and its nnx port on the same inputs; compare every submodule's output.
 
   Every submodule call is recorded on both sides (torch with forward hooks; nnx by temporarily
@@ -139,6 +139,9 @@ def compare_forward(torch_module: Any, nnx_module: Any, *inputs: Any, rtol: floa
       Return None to fall through to the automatic rule.
     module_map: ``{torch path: nnx dotted path}`` overrides for submodules whose names differ.
     probe: rerun the diverging torch submodule under each known trap to name it (default True).
+    weight_map: the map :func:`parity.copy_weights` returned; when given, the nnx parameters are
+      first compared with torch's through it, and any that differ are reported (trap
+      ``weights_differ``, naming them; a divergence at a module holding one says so).
 
   Returns:
     A :class:`~parity._port._report.ForwardReport`.
@@ -173,8 +176,34 @@ def compare_forward(torch_module: Any, nnx_module: Any, *inputs: Any, rtol: floa
     torch_module(*t_in)
   with nnx_calls(nnx_module) as n_calls:
     nnx_module(*n_in)
-  return _build_report(torch_module, nnx_module, list(t_calls), list(n_calls), tol, dtype,
-                       output_layout, dict(module_map or {}), probe)
+  report = _build_report(torch_module, nnx_module, list(t_calls), list(n_calls), tol, dtype,
+                         output_layout, dict(module_map or {}), probe)
+  if weight_map is not None:
+    _check_weights(report, torch_module, nnx_module, weight_map)
+  return report
+
+
+def _check_weights(report: ForwardReport, torch_module: Any, nnx_module: Any, weight_map: Any) -> None:
+  """Compare the nnx parameters with torch's through ``weight_map``; report those that differ."""
+  from flax import nnx
+
+  ours = weight_map.tree_to_torch(nnx.state(nnx_module, nnx.Param))
+  bad = [n for n, p in torch_module.named_parameters()
+         if n in ours and not np.array_equal(np.asarray(ours[n]), p.detach().cpu().numpy())]
+  if not bad:
+    return
+  report.traps.insert(0, Trap("weights_differ", "", f"the nnx parameters {bad} differ from torch's (through the "
+                              "weight map): copy the weights again (parity.copy_weights) after changing either "
+                              "model", confirmed=True))
+  d = report.first_divergence
+  if d is not None:
+    owner = d.submodule or ""
+    mine = [n for n in bad if n.rpartition(".")[0] == owner or (owner and n.startswith(owner + "."))
+            or not owner]
+    if mine:
+      report.first_divergence = dataclasses.replace(d, trap=d.trap or "weights_differ",
+                                                    note=(d.note + "; " if d.note else "") + f"its weights {mine} "
+                                                    "differ from torch's")
 
 
 def _pair_path(torch_path: str, module_map: Mapping[str, str]) -> str:

@@ -173,3 +173,17 @@ def test_copy_weights_is_interops():
 
   assert parity.copy_weights is ll.interop.torch.copy_weights
   assert {"copy_weights", "compare_forward", "compare_training"} <= set(parity.__all__)
+
+
+def test_weights_that_differ_from_the_map_are_named(torch):
+  import parity
+
+  t = twins.torch_model("mlp", "float64")
+  n = twins.nnx_model("mlp", "float64")
+  wm = parity.copy_weights(t, n)
+  x = np.ones((2, twins.IN))
+  assert parity.compare_forward(t, n, x, weight_map=wm).passed
+  n.fc2.bias[...] = n.fc2.bias[...] * 2.0
+  r = parity.compare_forward(t, n, x, weight_map=wm)
+  d = r.first_divergence
+  assert (d.submodule, d.trap) == ("fc2", "weights_differ") and "fc2.bias" in d.note
