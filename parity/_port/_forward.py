@@ -117,6 +117,9 @@ def compare_forward(torch_module: Any, nnx_module: Any, *inputs: Any, rtol: floa
   implementation), and the model passes when its output is within ``rtol`` or within rounding. When the first divergence is a parent whose children all agree, the note names the
   first child whose inputs already differ: the difference is in the parent's own code before it.
 
+  Both models are left as they were: buffers and nnx state a training-mode forward pass changes
+  (BatchNorm statistics) are restored afterwards.
+
   Known flax-vs-torch traps are recognised on the paired modules' configuration (LayerNorm /
   GroupNorm / BatchNorm eps, BatchNorm momentum convention, mode and running variance, a dropped
   bias, asymmetric ``'SAME'`` padding, active dropout; see :mod:`parity._port._traps`) and, at the
@@ -172,10 +175,22 @@ def compare_forward(torch_module: Any, nnx_module: Any, *inputs: Any, rtol: floa
   to_nnx = _input_converter(input_layout, torch_module, nnx_module)
   t_in = [torch.from_numpy(np.array(a, copy=True)) for a in arrays]
   n_in = [jnp.asarray(np.ascontiguousarray(to_nnx(a))) for a in arrays]
-  with torch_calls(torch_module) as t_calls, torch.no_grad():
-    torch_module(*t_in)
-  with nnx_calls(nnx_module) as n_calls:
-    nnx_module(*n_in)
+  import jax
+  from flax import nnx
+
+  saved_torch = {n: b.detach().clone() for n, b in torch_module.named_buffers()}
+  saved_nnx = jax.tree_util.tree_map(lambda v: v, nnx.state(nnx_module))  # fresh variables, same arrays
+  try:
+    with torch_calls(torch_module) as t_calls, torch.no_grad():
+      torch_module(*t_in)
+    with nnx_calls(nnx_module) as n_calls:
+      nnx_module(*n_in)
+  finally:  # leave both models as they were (a training-mode BatchNorm updated its statistics)
+    with torch.no_grad():
+      for n, b in torch_module.named_buffers():
+        if n in saved_torch:
+          b.copy_(saved_torch[n])
+    nnx.update(nnx_module, saved_nnx)
   report = _build_report(torch_module, nnx_module, list(t_calls), list(n_calls), tol, dtype,
                          output_layout, dict(module_map or {}), probe)
   if weight_map is not None:

@@ -113,8 +113,12 @@ def test_batchnorm_conventions_are_named(torch):
   n = twins.nnx_model("cnn", "float64", momentum=0.1)  # torch's number, flax's convention: wrong
   parity.copy_weights(t, n)
   x, _ = twins.inputs("cnn", 2, np.random.default_rng(6))
+  before_t = t.bn1.running_var.detach().clone()
+  before_n = np.asarray(n.bn1.var[...]).copy()
   r = parity.compare_forward(t, n, x)
   assert r.passed  # training mode: both normalise with the batch statistics
+  # both models are left as they were (the training-mode pass updated the statistics, then restored)
+  assert torch.equal(t.bn1.running_var, before_t) and np.array_equal(np.asarray(n.bn1.var[...]), before_n)
   names = {(tr.name, tr.where) for tr in r.traps}
   assert ("batchnorm_momentum", "bn1") in names and ("batchnorm_running_var", "bn1") in names
   t.eval()
