@@ -238,24 +238,42 @@ def classification(
   fn = "schemes.classification"
   num_classes = _check_num_classes(fn, num_classes)
   warmup_steps = _check_common(fn, lr, weight_decay, total_steps, warmup_steps, max_grad_norm)
+  imb = _parse_classification(fn, num_classes, class_counts, loss, gamma, label_smoothing)
+  chosen = _choose_loss(fn, loss, imb, label_smoothing)
+  band = _band_text(imb)
+  lines = [_classification_loss_text(chosen, imb, gamma, label_smoothing)]
+  lines.append(_adamw_text(lr, weight_decay, "A weight decay of 1e-2 is the common default for AdamW."
+                           if weight_decay == 1e-2 else ""))
+  sched_spec, sched_text = _warmup_cosine(warmup_steps, total_steps)
+  lines.append(sched_text)
+  spec = {"name": "classification", "description": f"Classification, {num_classes} classes: {band}.",
+          "loss": _classification_loss_spec(chosen, imb, gamma, label_smoothing),
+          "optimizer": _adamw(lr, weight_decay), "schedule": sched_spec}
+  _clip(spec, lines, max_grad_norm)
+  rationale = f"Classification into {num_classes} classes; {band}.\n" + "\n".join(lines)
+  scheme = build_with_rationale(spec, fn, rationale)
+  return _replace_loss(scheme, _with_class_check(fn, scheme.loss_fn, num_classes))
+
+
+def _parse_classification(fn: str, num_classes: int, class_counts: Any, loss: str, gamma: float,
+                          label_smoothing: float) -> Imbalance | None:
+  """The loss arguments checked; the imbalance of ``class_counts`` (None without counts)."""
   if loss not in CLASSIFICATION_LOSSES:
     raise _err(fn, f"expected loss to be one of {', '.join(map(repr, CLASSIFICATION_LOSSES))}, got {loss!r}")
   if not 0.0 <= label_smoothing <= 1.0:
     raise _err(fn, f"expected label_smoothing in [0, 1], got {label_smoothing!r}")
   if not gamma >= 0:
     raise _err(fn, f"expected gamma >= 0, got {gamma!r}")
-  imb = None
-  if class_counts is not None:
-    imb = imbalance(class_counts, fn=fn)
-    if len(imb.weights) != num_classes:
-      raise _err(fn, f"expected {num_classes} class_counts (one per class), got {len(imb.weights)}")
+  if class_counts is None:
+    return None
+  imb = imbalance(class_counts, fn=fn)
+  if len(imb.weights) != num_classes:
+    raise _err(fn, f"expected {num_classes} class_counts (one per class), got {len(imb.weights)}")
+  return imb
 
-  lines = []
-  if imb is None:
-    band = "no class_counts given, so the classes are taken as balanced"
-  else:
-    band = (f"class_counts give an imbalance of 1:{imb.ratio:.3g} (largest / smallest count), which is"
-            f" {imb.level}")
+
+def _choose_loss(fn: str, loss: str, imb: Imbalance | None, label_smoothing: float) -> str:
+  """The loss for ``loss="auto"`` by the imbalance band (or the forced one), refused where it cannot work."""
   chosen = loss
   if loss == "auto":
     chosen = ("cross_entropy" if imb is None or imb.level == "balanced"
@@ -266,16 +284,43 @@ def classification(
     raise _err(fn, f"label_smoothing={label_smoothing} is not available with focal_loss"
                + (" (chosen for severe imbalance)" if loss == "auto" else "")
                + "; pass loss='weighted_cross_entropy' to keep label smoothing")
+  return chosen
 
+
+def _band_text(imb: Imbalance | None) -> str:
+  """Which imbalance band the counts fell in, for the description and the rationale."""
+  if imb is None:
+    return "no class_counts given, so the classes are taken as balanced"
+  return (f"class_counts give an imbalance of 1:{imb.ratio:.3g} (largest / smallest count), which is"
+          f" {imb.level}")
+
+
+def _classification_loss_spec(chosen: str, imb: Imbalance | None, gamma: float,
+                              label_smoothing: float) -> dict[str, Any]:
+  """The config spec of the ``chosen`` loss."""
   if chosen == "cross_entropy":
     loss_spec: dict[str, Any] = {"name": "cross_entropy"}
+  elif chosen == "weighted_cross_entropy":
+    assert imb is not None  # invariant: refused above without class_counts, and "auto" picks it only with them
+    loss_spec = {"name": "cross_entropy", "weight": list(imb.weights)}
+  else:
+    loss_spec = {"name": "focal_loss", "gamma": float(gamma)}
+    if imb is not None:
+      loss_spec["alpha"] = list(imb.weights)
+  if label_smoothing:
+    loss_spec["label_smoothing"] = float(label_smoothing)
+  return loss_spec
+
+
+def _classification_loss_text(chosen: str, imb: Imbalance | None, gamma: float, label_smoothing: float) -> str:
+  """The rationale's paragraph on the ``chosen`` loss."""
+  if chosen == "cross_entropy":
     why = ("Loss: cross entropy, the maximum-likelihood loss for mutually exclusive classes, on raw"
            " logits.")
     if imb is not None and imb.level != "balanced":
       why += " You forced it despite the imbalance; expect the minority classes' recall to suffer."
   elif chosen == "weighted_cross_entropy":
     assert imb is not None  # invariant: refused above without class_counts, and "auto" picks it only with them
-    loss_spec = {"name": "cross_entropy", "weight": list(imb.weights)}
     why = ("Loss: cross entropy weighted by inverse class frequency, w_k = N / (K n_k) ="
            f" {_fmt_weights(imb.weights)}, so every class carries the same total weight and the"
            " majority class cannot win by predicting itself everywhere (the weighted mean divides by"
@@ -284,9 +329,6 @@ def classification(
       why += (" At this imbalance also consider oversampling the minority classes (or undersampling the"
               " majority) so each batch sees them.")
   else:
-    loss_spec = {"name": "focal_loss", "gamma": float(gamma)}
-    if imb is not None:
-      loss_spec["alpha"] = list(imb.weights)
     why = (f"Loss: focal loss (gamma={gamma:g}), -alpha_t (1 - p_t)^gamma log p_t (Lin et al., 2017)."
            " At 1:100 and beyond class weights alone leave the gradient dominated by the many easy"
            " majority examples; the factor (1 - p_t)^gamma shrinks their loss and focuses training on"
@@ -296,19 +338,8 @@ def classification(
               " Pair it with balanced sampling if you can, and judge the model by per-class recall or"
               " balanced accuracy, not accuracy.")
   if label_smoothing:
-    loss_spec["label_smoothing"] = float(label_smoothing)
     why += f" Label smoothing {label_smoothing:g} keeps the predicted probabilities from saturating."
-  lines.append(why)
-  lines.append(_adamw_text(lr, weight_decay, "A weight decay of 1e-2 is the common default for AdamW."
-                           if weight_decay == 1e-2 else ""))
-  sched_spec, sched_text = _warmup_cosine(warmup_steps, total_steps)
-  lines.append(sched_text)
-  spec = {"name": "classification", "description": f"Classification, {num_classes} classes: {band}.",
-          "loss": loss_spec, "optimizer": _adamw(lr, weight_decay), "schedule": sched_spec}
-  _clip(spec, lines, max_grad_norm)
-  rationale = f"Classification into {num_classes} classes; {band}.\n" + "\n".join(lines)
-  scheme = build_with_rationale(spec, fn, rationale)
-  return _replace_loss(scheme, _with_class_check(fn, scheme.loss_fn, num_classes))
+  return why
 
 
 def _replace_loss(scheme: Scheme, loss_fn: Callable[..., jax.Array]) -> Scheme:
