@@ -68,10 +68,6 @@ def _calibrate() -> tuple[int, float]:
 
 
 def run(quick: bool = False) -> list[dict]:
-  import jax
-
-  import losslab_jax as ll
-
   n, _ = _calibrate()
   step, x0, w = _step_fn(n)
   steps = 100 if quick else 200
@@ -80,39 +76,12 @@ def run(quick: bool = False) -> list[dict]:
   for sync_every, output in ((50, "none"), (10, "none"), (50, "plain")):
     plain, monitored, ratios, in_step, syncs = [], [], [], [], 0
     for _ in range(repeats):
-      x = x0
-      t0 = time.perf_counter()
-      for _ in range(steps):
-        x, loss, lr, gnorm = step(x, w)
-      jax.block_until_ready(x)
-      t_plain = time.perf_counter() - t0
-
-      waited = [0.0]
-
-      def block(tree, waited=waited):
-        t = time.thread_time()
-        jax.block_until_ready(tree)
-        waited[0] += time.thread_time() - t
-
-      mon = ll.monitor.Monitor(steps, sync_every=sync_every, output=output, stream=io.StringIO(), refresh_s=0.0,
-                               block=block)
-      x = x0
-      inside = 0.0
-      t0 = time.perf_counter()
-      for _ in range(steps):
-        x, loss, lr, gnorm = step(x, w)
-        t1 = time.thread_time()
-        mon.step(x, loss=loss, lr=lr, grad_norm=gnorm)
-        inside += time.thread_time() - t1
-      t1 = time.thread_time()
-      mon.close()
-      inside += time.thread_time() - t1
-      t_mon = time.perf_counter() - t0
+      t_plain = _plain_loop(step, x0, w, steps)
+      t_mon, own, syncs = _monitored_loop(step, x0, w, steps, sync_every, output)
       plain.append(t_plain * 1e3 / steps)
       monitored.append(t_mon * 1e3 / steps)
       ratios.append(t_mon / t_plain - 1)
-      in_step.append((inside - waited[0]) * 1e6 / steps)  # the waits for the device are not its cost
-      syncs = mon.syncs
+      in_step.append(own * 1e6 / steps)
     plain_ms = statistics.median(plain)
     rows.append({
         "bench": f"Monitor(sync_every={sync_every}, output={output!r})", "size": f"{n}x{n} matmuls, {steps} steps",
@@ -120,16 +89,72 @@ def run(quick: bool = False) -> list[dict]:
         "plain_ms": round(plain_ms, 3), "overhead_%": round(100 * statistics.median(ratios), 2),
         "in_step_us": round(statistics.median(in_step), 1),
         "in_step_%": round(100 * statistics.median(in_step) / 1e3 / plain_ms, 2), "syncs": syncs,
-        "load_avg": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
+        "load_avg": _load_avg(),
     })
-  # the monitor's own host cost, with no device work running beside it: every step's outputs are
-  # computed first, then fed to Monitor.step (CPU time of this thread, median over repeats)
+  rows.append(_alone_row(step, x0, w, steps, repeats, rows[0]["plain_ms"]))
+  return rows
+
+
+def _load_avg() -> float | None:
+  return round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
+
+
+def _plain_loop(step, x0, w, steps: int) -> float:
+  """Seconds for ``steps`` plain steps (dispatch every step, one block at the end)."""
+  import jax
+
+  x = x0
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    x, loss, lr, gnorm = step(x, w)
+  jax.block_until_ready(x)
+  return time.perf_counter() - t0
+
+
+def _monitored_loop(step, x0, w, steps: int, sync_every: int, output: str) -> tuple[float, float, int]:
+  """(seconds, the monitor's own CPU seconds less its waits for the device, syncs) for ``steps`` monitored steps."""
+  import jax
+
+  import losslab_jax as ll
+
+  waited = [0.0]
+
+  def block(tree, waited=waited):
+    t = time.thread_time()
+    jax.block_until_ready(tree)
+    waited[0] += time.thread_time() - t
+
+  mon = ll.monitor.Monitor(steps, sync_every=sync_every, output=output, stream=io.StringIO(), refresh_s=0.0,
+                           block=block)
+  x = x0
+  inside = 0.0
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    x, loss, lr, gnorm = step(x, w)
+    t1 = time.thread_time()
+    mon.step(x, loss=loss, lr=lr, grad_norm=gnorm)
+    inside += time.thread_time() - t1
+  t1 = time.thread_time()
+  mon.close()
+  inside += time.thread_time() - t1
+  t_mon = time.perf_counter() - t0
+  return t_mon, inside - waited[0], mon.syncs  # the waits for the device are not its cost
+
+
+def _alone_row(step, x0, w, steps: int, repeats: int, plain_ms: float) -> dict:
+  """The monitor's own host cost, with no device work running beside it: every step's outputs are
+  computed first, then fed to Monitor.step (CPU time of this thread, median over repeats)."""
+  import jax
+
+  import losslab_jax as ll
+
   outs, x = [], x0
   for _ in range(steps):
     x, loss, lr, gnorm = step(x, w)
     outs.append((x, loss, lr, gnorm))
   jax.block_until_ready(outs)
   alone = []
+  syncs = 0
   for _ in range(repeats):
     fresh = [tuple(a + 0 for a in o) for o in outs]  # new arrays: no host copy cached from a previous repeat
     jax.block_until_ready(fresh)
@@ -139,12 +164,11 @@ def run(quick: bool = False) -> list[dict]:
       mon.step(x, loss=loss, lr=lr, grad_norm=gnorm)
     mon.close()
     alone.append((time.thread_time() - t0) * 1e6 / steps)
-  plain_ms = rows[0]["plain_ms"]
-  rows.append({
+    syncs = mon.syncs
+  return {
       "bench": "Monitor(sync_every=50) alone (outputs precomputed)", "size": f"{steps} steps",
       "losslab_ms": statistics.median(alone) / 1e3, "optax_ms": None, "torch_ms": None, "plain_ms": None,
       "overhead_%": None, "in_step_us": round(statistics.median(alone), 1),
-      "in_step_%": round(100 * statistics.median(alone) / 1e3 / plain_ms, 2), "syncs": mon.syncs,
-      "load_avg": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
-  })
-  return rows
+      "in_step_%": round(100 * statistics.median(alone) / 1e3 / plain_ms, 2), "syncs": syncs,
+      "load_avg": _load_avg(),
+  }
