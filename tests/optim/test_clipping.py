@@ -18,7 +18,9 @@ import pytest
 import losslab_jax as ll
 from tests.helpers import assert_close
 
-torch = pytest.importorskip("torch")
+from tests._optional import optional_import  # noqa: E402
+
+torch = optional_import("torch")  # imported on first use in a test: no torch skips only those tests
 
 
 def _torch_clip(grads, max_norm, norm_type=2.0):

@@ -43,8 +43,6 @@ TXS = {
 
 @pytest.mark.parametrize("name", list(TXS))
 def test_nnx_optimizer_trains_and_equals_the_transformation_by_hand(name):
-  if name == "adamw" and not hasattr(ll.optim, "adamw"):
-    pytest.skip("ll.optim.adamw not available")
   x, y = _data()
   model = MLP(nnx.Rngs(0))
   tx = TXS[name]()
