@@ -395,8 +395,13 @@ def _inside_note(rows: list[ForwardRow], i: int) -> str:
           and r.output_rel is not None]
   bad_in = next((r for r in kids if r.status == "downstream"), None)
   if bad_in is not None:
+    j = rows.index(bad_in)
+    start = max((k for k in range(j) if rows[k] in kids and rows[k].status == "ok"), default=-1)
+    unpaired = [r.torch_path for r in rows[start + 1:j]
+                if r.status == "unpaired" and r.torch_path.startswith(prefix)]
+    where = f" (torch runs {', '.join(unpaired)} there, which has no nnx twin)" if unpaired else ""
     return (f"its submodules agree until the inputs of {bad_in.torch_path} already differ: the difference "
-            f"is in {parent or 'the model'}'s own forward code before {bad_in.torch_path}")
+            f"is in {parent or 'the model'}'s own forward code before {bad_in.torch_path}{where}")
   if kids:
     return f"every submodule inside it agrees: the difference is in {parent or 'the model'}'s own forward code"
   return ""
