@@ -10,10 +10,9 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx   # flax is a core dependency of losslab_jax
 
 import losslab_jax as ll
-
-nnx = pytest.importorskip("flax.nnx")
 
 F64 = jnp.float64
 
