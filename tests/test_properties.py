@@ -91,11 +91,18 @@ def test_dtype_preserved(spec, dtype):
     out = _call(spec, args, red)
     assert out.dtype == dt, f"reduction={red}: {dtype} in, {out.dtype} out"
     assert np.isfinite(np.asarray(out, dtype=np.float64)).all()
-  # low precision is computed stably: close to the float64 result
-  ref = _call(spec, tuple(jnp.asarray(x) for x in spec.make(np.random.default_rng(0), np.float32)), "sum")
+  if dtype == "float64":
+    return   # float64 is the reference below; its dtype and finiteness are checked above
+  # Low precision is computed stably: close to the float64 result on the very same input values
+  # (the low-precision inputs cast up exactly), so only the computation's rounding is measured.
+  # Tolerances are a few units of roundoff of the dtype (measured worst relative error, sum
+  # reduction, all specs): float32 1.5e-7 (target 1e-5, as parity); float16 4.2e-4 (unit roundoff
+  # 4.9e-4, the output itself is rounded to float16); bfloat16 4.4e-3 (unit roundoff 3.9e-3).
+  ref = _call(spec, tuple(a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in args),
+              "sum")
   got = _call(spec, args, "sum")
-  tol = {"bfloat16": 3e-2, "float16": 3e-3, "float32": 1e-6, "float64": 1e-6}[dtype]
-  np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(ref, np.float64), rtol=tol, atol=tol)
+  tol = {"bfloat16": 2e-2, "float16": 3e-3, "float32": 1e-5}[dtype]
+  np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(ref, np.float64), rtol=tol, atol=0)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
