@@ -13,11 +13,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 import losslab_jax as ll
+from tests._optional import optional_import
 from tests.helpers import assert_close, rng
+
+torch = optional_import("torch")   # imported by the tests that compare with torch, not at collection
+F = optional_import("torch.nn.functional")
 
 L = ll.losses
 
