@@ -19,15 +19,17 @@ import numpy as np
 import optax
 import pytest
 
-torch = pytest.importorskip("torch")
+import losslab_jax as ll
+import losslab_jax.interop.torch as llt
+from parity._compare import trajectory_errors
+from parity.cases._optim_problem import PARAM_NAMES, initial, jax_loss, torch_loss
+from tests._optional import optional_import
 
-import losslab_jax as ll  # noqa: E402
-import losslab_jax.interop.torch as llt  # noqa: E402
-from parity._compare import trajectory_errors  # noqa: E402
-from parity.cases._optim_problem import PARAM_NAMES, initial, jax_loss, torch_loss  # noqa: E402
+# imported on first use inside a test: a missing torch skips the tests that use it, not the file
+torch = optional_import("torch")
+S = optional_import("torch.optim.lr_scheduler")
 
 TOL = {"float64": 1e-10, "float32": 1e-5}
-S = torch.optim.lr_scheduler
 
 
 def _groups(tp, g0, g1):
@@ -548,11 +550,11 @@ HF = {  # transformers factory name -> keyword arguments
 @pytest.mark.parametrize("name", list(HF))
 def test_hugging_face_schedules_are_recognised(name):
   """transformers' get_*_schedule lambdas (Python control flow) become ll.schedules functions: torch's lrs."""
+  w = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))   # torch first: transformers needs it
   transformers = pytest.importorskip("transformers")
   factory = getattr(transformers.optimization, name, None)
   if factory is None:
     pytest.skip(f"this transformers has no {name}")
-  w = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
   opt = torch.optim.SGD([w], lr=0.1)
   sched = factory(opt, **HF[name])
   tx = llt.from_torch_optimizer(opt, sched, steps_per_epoch=1)
