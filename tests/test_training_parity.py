@@ -12,13 +12,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from parity import _drift, _models
+from parity._compare import seed_for
+from parity.cases import training
+from tests._optional import optional_import
 
-from parity import _drift, _models  # noqa: E402
-from parity._compare import seed_for  # noqa: E402
-from parity.cases import training  # noqa: E402
+torch = optional_import("torch")   # imported on first use: a missing torch skips only the tests using it
 
 
+@pytest.fixture
+def needs_torch():
+  """For tests that reach torch only through parity's modules (they import torch on first use)."""
+  pytest.importorskip("torch")
+
+
+@pytest.mark.usefixtures("needs_torch")
 @pytest.mark.parametrize("kind", _models.MODELS)
 def test_copied_weights_give_torch_outputs_and_grads(kind):
   """At init, on the same float64 input, nnx equals torch: outputs and every parameter gradient."""
@@ -48,6 +56,7 @@ def test_copied_weights_give_torch_outputs_and_grads(kind):
     np.testing.assert_allclose(np.asarray(grads_j[name]), g, rtol=1e-12, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.usefixtures("needs_torch")
 @pytest.mark.parametrize("kind", _models.MODELS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_copy_is_exact_and_layouts_invert(kind, dtype):
@@ -65,6 +74,7 @@ def test_copy_is_exact_and_layouts_invert(kind, dtype):
     np.testing.assert_array_equal(again[name], value)
 
 
+@pytest.mark.usefixtures("needs_torch")
 def test_training_case_and_compare_training_share_the_engine():
   """compare_training, given the training case's transformation, passes on the same models and data."""
   import parity
@@ -83,6 +93,7 @@ def test_training_case_and_compare_training_share_the_engine():
   assert report.passed, str(report)
 
 
+@pytest.mark.usefixtures("needs_torch")
 def test_cnn_dense_layer_is_permuted_not_just_transposed():
   """torch flattens (C, H, W), nnx (H, W, C): a plain transpose of fc.weight would be wrong."""
   torch_model, nnx_model, _ = _models.build_pair("cnn", 5, "float64")
@@ -94,6 +105,7 @@ def test_cnn_dense_layer_is_permuted_not_just_transposed():
   assert kernel[(1 * h + 3) * c + 2, 4] == w[4, (2 * h + 1) * h + 3]
 
 
+@pytest.mark.usefixtures("needs_torch")
 def test_build_rejects_unknown_model():
   with pytest.raises(ValueError, match="expected kind in"):
     _models.build_torch("resnet", 0, "float32")
@@ -178,6 +190,7 @@ def test_configs_exercise_clipping_and_schedules(cfg, one_torch_thread):
     assert min(lrs) <= cfg.kwargs["lr"] * cfg.kwargs["schedule_kw"]["factor"] * (1 + 1e-9)
 
 
+@pytest.mark.usefixtures("needs_torch")
 def test_drift_report_writes_json_and_png(tmp_path):
   assert _drift.main(tmp_path, ["mlp-huber-lion"], steps=3) == 0
   result = json.loads((tmp_path / "parity-drift.json").read_text())
