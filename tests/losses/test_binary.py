@@ -107,7 +107,7 @@ def test_bce_checked_reports_under_jit():
     err.throw()
   err, val = f(jnp.array([0.5, 1.0]), jnp.array([0.0, 1.0]))
   assert err.get() is None
-  assert_close(val, math.log(2) / 2, rtol=1e-6)
+  assert_close(val, math.log(2) / 2, rtol=1e-14)
 
 
 def test_bce_bad_dtype_and_shape():
