@@ -65,6 +65,8 @@ def test_nnx_optimizer_trains_and_equals_the_transformation_by_hand(name):
     pure = optax.apply_updates(pure, updates)
     losses.append(float(train_step(model, optimizer, x, y)))
     ours = nnx.as_pure(nnx.state(model, nnx.Param))
+    # float32 params: nnx.jit's step and the by-hand one fuse and round differently (measured worst
+    # 2.4e-7 absolute, 1.7e-6 relative on a small entry: a few float32 ulps)
     jax.tree.map(lambda a, b: assert_close(a, b, rtol=1e-6, atol=1e-7), ours, pure)
   assert losses[-1] < losses[0]
   assert int(optimizer.step[...]) == 8
@@ -114,5 +116,7 @@ def test_lbfgs_through_nnx_optimizer_with_value_fn():
     pure = optax.apply_updates(pure, updates)
     losses.append(float(train_step(model, optimizer)))
     ours = nnx.as_pure(nnx.state(model, nnx.Param))
+    # float32 params, and the line search can amplify a one-ulp difference between the two paths
+    # (measured 0 on CPU): float32 parity's 1e-5
     jax.tree.map(lambda a, b: assert_close(a, b, rtol=1e-5, atol=1e-6), ours, pure)
   assert losses[-1] < 0.1 * losses[0]
