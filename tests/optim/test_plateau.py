@@ -182,7 +182,7 @@ def test_patience_is_optax_contrib_patience_minus_one():
   for _ in range(9):
     _, state = tx.update(jnp.ones(()), state, value=jnp.asarray(1.0))
     theirs.append(float(state.scale))
-  np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+  np.testing.assert_allclose(ours, theirs, rtol=1e-14)   # the same float64 products (measured equal)
 
 
 # --- errors ----------------------------------------------------------------------------------------
