@@ -100,6 +100,7 @@ def test_dtypes_are_kept_per_leaf():
   out, state = tx.update(g, state)
   assert out["h"].dtype == jnp.bfloat16 and out["f"].dtype == jnp.float32
   assert state.total_norm.dtype == jnp.float32
+  # float32 results against exact hand values: a few ulps (6e-8); measured 0 and 6e-8
   assert_close(state.total_norm, 13.0, rtol=1e-7)
   assert_close(out["f"], [12.0 / 13.0], rtol=1e-6)
 
@@ -120,6 +121,7 @@ def test_jit_and_scan_keep_the_state():
 
   s, us = jax.lax.scan(body, tx.init(g), jnp.array([0.1, 1.0, 2.0], jnp.float32))
   assert s.total_norm.dtype == jnp.float32
+  # float32 results against exact hand values: a few ulps (6e-8); measured 0 and 2.3e-8
   assert_close(s.total_norm, 4.0, rtol=1e-7)
   assert_close(us, [0.1, 0.5 / (2.0 + 1e-6), 2.0 * 0.5 / (4.0 + 1e-6)], rtol=1e-6)
 
