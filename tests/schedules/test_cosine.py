@@ -67,6 +67,7 @@ def test_cosine_float32_stays_accurate_at_large_counts():
   k = np.concatenate([np.arange(TABLE_SIZE, TABLE_SIZE + 3000, 7), np.arange(10**6, 10**6 + 3000, 7)])
   got = np.asarray(s(k))
   assert got.dtype == np.float32
+  # float32 values <= 1 and a float32 phase: a few ulps of 1 (6e-8 each), measured 2.6e-7
   np.testing.assert_allclose(got, closed_cosine(k, 1.0, 1000), atol=1e-6)
 
 
@@ -81,6 +82,7 @@ def test_cosine_float_T_max():
 def test_warm_restarts_semantics_example():
   """semantics.md: T_0=3, T_mult=2: .1,.075,.025, .1,.0933,.075,.05,.025,.0067, .1"""
   got = eager(S.cosine_annealing_warm_restarts(0.1, T_0=3, T_mult=2), 9)
+  # the documented values are written with 4 decimals: half a unit of the last one
   np.testing.assert_allclose(got, [.1, .075, .025, .1, .0933, .075, .05, .025, .0067, .1], atol=5e-5)
 
 
@@ -126,7 +128,7 @@ def test_warmup_cosine_matches_optax_up_to_rounding():
   ours = S.warmup_cosine(1.0, 10, 100)
   theirs = optax.warmup_cosine_decay_schedule(0.0, 1.0, 10, 100)
   k = np.arange(100)
-  np.testing.assert_allclose(np.asarray(ours(k)), np.asarray(theirs(k)), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(ours(k)), np.asarray(theirs(k)), atol=1e-14)   # float64: measured 2.2e-16
 
 
 # --- jit, dtypes, errors -------------------------------------------------------------------------

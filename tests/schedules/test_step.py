@@ -122,7 +122,7 @@ def test_dtypes(make):
 def test_float32_lr_gives_float32():
   s = S.exponential_lr(np.float32(0.1), 0.9)
   assert s(5).dtype == jnp.float32
-  np.testing.assert_allclose(float(s(5)), 0.1 * 0.9**5, rtol=1e-7)
+  np.testing.assert_allclose(float(s(5)), 0.1 * 0.9**5, rtol=1e-7)   # float32: ~1 ulp (measured 1.5e-8)
 
 
 @pytest.mark.parametrize("make", ALL, ids=[t[0] for t in TWINS])
