@@ -410,7 +410,7 @@ def test_nnx_loop():
     mon.step(loss=loss, lr=lr, grad_norm=gnorm)
   s = mon.close()
   assert s["steps"] == 12 and s["syncs"] == 4
-  np.testing.assert_allclose([r["lr"] for r in mon.records], [float(sched(k + 1)) for k in range(12)], rtol=1e-6)
+  np.testing.assert_allclose([r["lr"] for r in mon.records], [float(sched(k + 1)) for k in range(12)], rtol=1e-14)
   assert mon.records[-1]["loss"] < mon.records[0]["loss"]
 
 
@@ -433,5 +433,5 @@ def test_pure_optax_loop_under_scan_free_jit():
     params, state, loss, lr = train_step(params, state)
     mon.step((params, state), loss=loss, lr=lr)
   mon.close()
-  np.testing.assert_allclose([r["lr"] for r in mon.records], [float(sched(k)) for k in range(10)], rtol=1e-6)
+  np.testing.assert_allclose([r["lr"] for r in mon.records], [float(sched(k)) for k in range(10)], rtol=1e-14)
   assert mon.records[-1]["loss"] < mon.records[0]["loss"]
