@@ -167,6 +167,7 @@ def test_jit_without_retrace_equals_eager_and_keeps_dtypes():
     pe, se = step(pe, se)
   assert len(traces) == 1
   assert p["z"].dtype == jnp.float32 and s.d.dtype == jnp.float32 and s.old_dirs.shape == (4, 5)
+  # float32: jit and eager round differently, the line search amplifies it (measured 3.6e-7 absolute)
   jax.tree.map(lambda a, b: assert_close(a, b, rtol=1e-5, atol=1e-6), p, pe)
 
 
