@@ -158,7 +158,8 @@ def test_dtypes():
   for dt in (jnp.bfloat16, jnp.float32, jnp.float64):
     out = L.ctc_loss(lp.astype(dt), tg, il, tl)
     assert out.dtype == dt
-    assert_close(out, L.ctc_loss(lp, tg, il, tl), rtol=2e-2 if dt == jnp.bfloat16 else 1e-6)
+    # measured: bf16 1.4e-3 (unit roundoff 3.9e-3), float32 2.4e-8, float64 0
+    assert_close(out, L.ctc_loss(lp, tg, il, tl), rtol={jnp.bfloat16: 2e-2, jnp.float32: 1e-6, jnp.float64: 1e-12}[dt])
 
 
 def test_errors():

@@ -64,7 +64,7 @@ def test_learned_log_variances_reach_their_optimum():
   # classification term e^-s L + s/2 it is s = log(2L)
   l = jnp.asarray([4.0, 0.25], f64)
   s = _train(lambda s: L.uncertainty_weighting(l, s), jnp.zeros(2, f64), steps=600)
-  assert_close(s, np.log([4.0, 0.25]), atol=1e-3)
+  assert_close(s, np.log([4.0, 0.25]), atol=1e-3)   # 600 optimizer steps reach the optimum to ~1e-3
   s = _train(lambda s: L.uncertainty_weighting(l, s, task_types=("regression", "classification")),
              jnp.zeros(2, f64), steps=600)
   assert_close(s, [np.log(4.0), np.log(0.5)], atol=1e-3)
