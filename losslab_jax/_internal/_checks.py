@@ -13,13 +13,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from losslab_jax._internal import _dtypes
 
 
 def is_concrete(x: Any) -> bool:
   """True when ``x`` holds concrete values (not a tracer inside jit/vmap/grad)."""
-  return not isinstance(x, jax.core.Tracer)
+  return not isinstance(x, Tracer)
 
 
 def check_reduction(fn: str, reduction: Any, allowed: Sequence[str] = ("none", "mean", "sum")) -> None:
@@ -52,7 +53,8 @@ def check_same_shape(fn: str, names: tuple[str, str], a: jax.Array, b: jax.Array
     )
 
 
-def check_broadcastable(fn: str, names: tuple[str, str], a: jax.Array, b: jax.Array) -> tuple[int, ...]:
+def check_broadcastable(fn: str, names: tuple[str, str], a: jax.Array | jax.ShapeDtypeStruct,
+                        b: jax.Array | jax.ShapeDtypeStruct) -> tuple[int, ...]:
   try:
     return tuple(np.broadcast_shapes(a.shape, b.shape))
   except ValueError:

@@ -18,7 +18,7 @@ def result_float_dtype(*arrays: jax.Array | None) -> jnp.dtype:
   """Promoted dtype of the floating arrays among ``arrays`` (integers and None are ignored)."""
   floats = [a.dtype for a in arrays if a is not None and is_floating(a)]
   if not floats:
-    return jnp.dtype(jnp.float32) if not jax.config.jax_enable_x64 else jnp.dtype(jnp.float64)
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))  # float32 unless x64 is on
   return jnp.result_type(*floats)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +20,7 @@ from losslab_jax.losses._common import prepare_pair
 _BCE_EPSILON = float(np.float32(1e-12))
 
 
-def _tangent_out(out: jax.Array, *terms: tuple[jax.Array, object]) -> jax.Array:
+def _tangent_out(out: jax.Array, *terms: tuple[jax.Array, Any]) -> jax.Array:
   """``sum(coef * dt)`` over the ``(coef, dt)`` pairs, skipping symbolic-zero tangents.
 
   With ``symbolic_zeros=True`` an input that is not differentiated arrives as a ``SymbolicZero``;

@@ -161,15 +161,18 @@ def _index_loss(
   in value and gradient (:func:`_poison`).
   """
   ref = lp if lp is not None else logits
+  assert ref is not None  # invariant: callers pass lp, or logits without smoothing
   num_classes = ref.shape[-1]
   safe_t, keep, bad = _pick_classes(fn, t, num_classes, ignore_index)
   w_t = jnp.ones_like(ref[..., 0]) if weight is None else weight[safe_t]
   if logits is not None and label_smoothing == 0.0:
     picked = _picked_log_softmax(logits, safe_t)
   else:
+    assert lp is not None  # invariant: smoothing or no logits means lp was computed
     picked = _gather(lp, safe_t)
   loss = -w_t * picked
   if label_smoothing > 0.0:
+    assert lp is not None  # invariant: smoothing always computes lp
     smooth = -jnp.sum(lp if weight is None else lp * _per_class(weight, lp.ndim), axis=-1)
     loss = (1.0 - label_smoothing) * loss + (label_smoothing / num_classes) * smooth
   loss = _poison(jnp.where(keep, loss, jnp.zeros_like(loss)), bad)
