@@ -12,6 +12,7 @@ compare M:F    your own port: run factory F of module M (dotted name or file.py)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -38,13 +39,31 @@ def cmd_run(args) -> int:
   import multiprocessing
 
   from rich.console import Console
+
+  from parity import _runner
+
+  console = Console()
+  with contextlib.ExitStack() as stack:
+    pool = None
+    if args.jobs > 1:
+      # Start the workers first: their imports (jax, torch, every case) overlap the registry load below.
+      ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
+      pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
+          args.jobs, mp_context=ctx, initializer=_runner.worker_init))
+      for _ in range(args.jobs):
+        pool.submit(_runner.ready)
+    return _run_cases(args, console, pool)
+
+
+def _run_cases(args, console, pool) -> int:
+  import concurrent.futures
+
   from rich.progress import Progress
 
   from parity import _runner
   from parity._case import load_all
   from parity._report import print_table, summarize, write_reports
 
-  console = Console()
   cases = _select(load_all(), args.k, args.all)
   if not cases:
     console.print(f"no case matches {args.k}")
@@ -57,7 +76,7 @@ def cmd_run(args) -> int:
   with Progress(console=console, transient=True) as progress:
     task = progress.add_task(f"parity ({_runner.plural(jobs, 'worker process', 'worker processes')})",
                              total=len(cases))
-    if jobs == 1:
+    if pool is None or jobs == 1:
       _runner.worker_init()
       for case in cases:
         _, res, sec = _runner.run_one(case.name, chosen[case.name], args.dtype)
@@ -65,14 +84,15 @@ def cmd_run(args) -> int:
         timings[case.name] = sec
         progress.advance(task)
     else:
-      ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
-      with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_runner.worker_init) as pool:
-        futures = [pool.submit(_runner.run_one, c.name, chosen[c.name], args.dtype) for c in cases]
-        for fut in concurrent.futures.as_completed(futures):
-          name, res, sec = fut.result()
-          results.extend(res)
-          timings[name] = sec
-          progress.advance(task)
+      # Longest first, so no long case starts last while the other worker idles: whole-model
+      # training, then other trajectories, then functions (the report keeps registry order).
+      order = sorted(cases, key=_runner.cost_rank)
+      futures = [pool.submit(_runner.run_one, c.name, chosen[c.name], args.dtype) for c in order]
+      for fut in concurrent.futures.as_completed(futures):
+        name, res, sec = fut.result()
+        results.extend(res)
+        timings[name] = sec
+        progress.advance(task)
   seconds = time.perf_counter() - t0
   rows = summarize(cases, results, args.dtype)
   for row in rows:

@@ -29,6 +29,19 @@ def plural(n: int, word: str, many: str | None = None) -> str:
   return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
+def ready() -> None:
+  """A no-op task: submitting one per worker starts the workers (and their imports) early."""
+
+
+def cost_rank(case) -> int:
+  """A rough cost order for scheduling (0 runs first): training runs, trajectories, functions."""
+  from parity._case import TrajectoryCase
+
+  if getattr(case, "group", "") == "training":
+    return 0
+  return 1 if isinstance(case, TrajectoryCase) else 2
+
+
 def setup_jax() -> None:
   import warnings
 

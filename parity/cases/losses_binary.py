@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch.nn.functional as F
-import torchvision.ops
 
 import losslab_jax as ll
 from parity._case import Config, FunctionCase, register
@@ -102,6 +101,8 @@ register(FunctionCase(
 
 
 def _focal_torch(input, target, *, alpha=0.25, gamma=2.0, reduction="none"):
+  import torchvision.ops  # imported here: torchvision costs 1 s at start-up and only this case needs it
+
   return torchvision.ops.sigmoid_focal_loss(input, target, alpha=alpha, gamma=gamma, reduction=reduction)
 
 
