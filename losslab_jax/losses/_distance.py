@@ -12,22 +12,13 @@ from jax.typing import ArrayLike
 from losslab_jax._internal import _checks, _dtypes
 from losslab_jax._internal._reduction import reduce
 from losslab_jax._internal._typing import Reduction
+from losslab_jax.losses._margin import _hinge
+from losslab_jax.losses._metric import _pairwise_distance as _metric_pairwise_distance
 
 
-def pairwise_distance(x1: jax.Array, x2: jax.Array, eps: float = 1e-6) -> jax.Array:
-  """torch's ``pairwise_distance(x1, x2)`` (p=2): ``||x1 - x2 + eps||_2`` over the last axis.
-
-  NaN stays NaN; at distance 0 the gradient is 0, as torch's ``norm`` backward.
-  """
-  d = x1 - x2 + jnp.asarray(eps, jnp.result_type(x1, x2))
-  s = jnp.sum(d * d, axis=-1)
-  zero = s == 0
-  return jnp.where(zero, jnp.zeros_like(s), jnp.sqrt(jnp.where(zero, jnp.ones_like(s), s)))
-
-
-def _hinge_keep_nan(z: jax.Array) -> jax.Array:
-  """``max(0, z)`` with gradient 0 at the kink (torch's ``clamp_min``), NaN kept."""
-  return jnp.where((z > 0) | jnp.isnan(z), z, jnp.zeros_like(z))
+def _pairwise_distance(x1: jax.Array, x2: jax.Array) -> jax.Array:
+  """torch's default distance, ``pairwise_distance(x1, x2)`` (p=2, eps 1e-6), NaN kept."""
+  return _metric_pairwise_distance(x1, x2, 2.0, 1e-6)
 
 
 def triplet_margin_with_distance_loss(
@@ -102,10 +93,10 @@ def triplet_margin_with_distance_loss(
   if distance_function is None:
     cdt = _dtypes.compute_dtype(out_dtype)
     a, pos, neg = a.astype(cdt), pos.astype(cdt), neg.astype(cdt)
-    distance_function = pairwise_distance
+    distance_function = _pairwise_distance
   d_pos = jnp.asarray(distance_function(a, pos))
   d_neg = jnp.asarray(distance_function(a, neg))
   if swap:
     d_neg = jnp.minimum(d_neg, jnp.asarray(distance_function(pos, neg)))
   z = jnp.asarray(margin, d_pos.dtype) + d_pos - d_neg
-  return reduce(_hinge_keep_nan(z), reduction, nan_grad=True).astype(out_dtype)
+  return reduce(_hinge(z), reduction, nan_grad=True).astype(out_dtype)
