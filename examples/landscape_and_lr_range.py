@@ -55,6 +55,7 @@ class MLP(nnx.Module):
     return self.l3(nnx.relu(self.l2(nnx.relu(self.l1(x)))))
 
 
+# Long by design: a walkthrough read top to bottom (range test, training, landscapes, sharpness).
 def main(fast: bool = False, out: str | None = None) -> dict[str, float]:
   t0 = time.perf_counter()
   out_dir = output_dir(out)
