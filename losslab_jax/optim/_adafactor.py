@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from optax.tree_utils import tree_cast_like
 
 from losslab_jax._internal import _checks
 from losslab_jax.optim import _common
@@ -149,7 +150,7 @@ def scale_by_adafactor(lr: ScalarOrSchedule = 1e-2, beta2_decay: float = -0.8,
                                                  eps2=eps2, d=d, sd=sd)
     u, row, col, var = _common.map_leaves(leaf, 4, updates, params, state.row_var, state.col_var,
                                           state.variance)
-    cast = lambda tree, like: jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)  # noqa: E731
+    cast = tree_cast_like
     return cast(u, updates), AdafactorState(step=step, row_var=cast(row, state.row_var),
                                             col_var=cast(col, state.col_var),
                                             variance=cast(var, state.variance))

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from optax.tree_utils import tree_cast_like
 
 from losslab_jax._internal import _checks
 from losslab_jax.optim import _common
@@ -150,7 +151,7 @@ def scale_by_muon(momentum: float = 0.95, nesterov: bool = True,
                                    ns_coefficients=ns_coefficients, ns_steps=ns_steps, eps=eps,
                                    ns_dtype=ns_dtype, adjust_lr_fn=adjust_lr_fn)
     d, buf = _common.map_leaves(leaf, 2, updates, state.momentum_buffer)
-    cast = lambda tree, like: jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)  # noqa: E731
+    cast = tree_cast_like
     return cast(d, updates), MuonState(momentum_buffer=cast(buf, state.momentum_buffer))
 
   return optax.GradientTransformation(init_fn, update_fn)
