@@ -86,6 +86,23 @@ BAD = [
     (O.lion, {"betas": (0.9, -0.1)}, "Invalid beta parameter at index 1: -0.1"),
     (O.lion, {"weight_decay": -0.1}, "Invalid weight_decay value: -0.1"),
     (O.lbfgs, {"lr": -1.0}, "Invalid learning rate: -1.0"),
+    # Adafactor and Muon (their own wording, NaN included)
+    (O.adafactor, {"lr": -0.1}, "Learning rate should be >= 0 but is: -0.1"),
+    (O.adafactor, {"lr": math.nan}, "Learning rate should be >= 0 but is: nan"),
+    (O.adafactor, {"beta2_decay": 0.5}, "beta2_decay should be <= 0 but is: 0.5"),
+    (O.adafactor, {"beta2_decay": math.nan}, "beta2_decay should be <= 0 but is: nan"),
+    (O.adafactor, {"eps": (-1.0, 1e-3)}, "epsilon1 should be >= 0 but is: -1.0"),
+    (O.adafactor, {"eps": (None, math.nan)}, "epsilon2 should be >= 0 but is: nan"),
+    (O.adafactor, {"d": 0.5}, "Clipping threshold d should be >= 1 but is: 0.5"),
+    (O.adafactor, {"d": math.nan}, "Clipping threshold d should be >= 1 but is: nan"),
+    (O.adafactor, {"weight_decay": -1.0}, "weight_decay should be >= 0 but is: -1.0"),
+    (O.adafactor, {"weight_decay": math.nan}, "weight_decay should be >= 0 but is: nan"),
+    (O.muon, {"lr": -0.1}, "Learning rate should be >= 0 but is: -0.1"),
+    (O.muon, {"lr": math.nan}, "Learning rate should be >= 0 but is: nan"),
+    (O.muon, {"momentum": -0.5}, "momentum should be >= 0 but is: -0.5"),
+    (O.muon, {"momentum": math.nan}, "momentum should be >= 0 but is: nan"),
+    (O.muon, {"weight_decay": math.nan}, "weight decay should be >= 0 but is: nan"),
+    (O.muon, {"adjust_lr_fn": "sqrt"}, "Adjust learning rate function sqrt is not supported"),
 ]
 
 
