@@ -104,6 +104,10 @@ def restore(path: str | os.PathLike, target: Any) -> Any:
   problem = _incomplete(path, deep=False)
   if problem:
     raise ValueError(f"checkpoint.restore: {path} is not a complete checkpoint: {problem}")
+  problem = _missing_array_store(path)
+  if problem:
+    raise ValueError(f"checkpoint.restore: {path}: the saved array data is missing or corrupted"
+                     f" (a truncated or partial copy?): {problem}")
   abstract = jax.tree.map(_abstract, target)
   try:
     return ocp.StandardCheckpointer().restore(path, abstract)
@@ -115,10 +119,31 @@ def restore(path: str | os.PathLike, target: Any) -> Any:
       raise ValueError(f"checkpoint.restore: {path}: a metadata file is not valid JSON (truncated or"
                        f" corrupted?): {exc}") from exc
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if any(code in first for code in ("DATA_LOSS", "NOT_FOUND")) or isinstance(exc, FileNotFoundError):
+    if (any(code in first for code in ("DATA_LOSS", "NOT_FOUND", "OUT_OF_RANGE"))
+        or isinstance(exc, FileNotFoundError)):
       raise ValueError(f"checkpoint.restore: {path}: the saved array data is missing or corrupted"
                        f" (a truncated or partial copy?): {first[:400]}") from exc
     raise ValueError(f"checkpoint.restore: {path}: {exc}") from exc
+
+
+def _missing_array_store(path: str) -> str | None:
+  """What is missing of the array store that ``_METADATA`` says the checkpoint has, or None.
+
+  Checked before orbax runs: orbax reads the leaves concurrently, and when one read fails it
+  returns while the others are still in flight, and their completions then land on a closed event
+  loop (``Exception ignored ... Event loop is closed``, printed at some later moment). A missing
+  store is the common damage (a partial copy) and needs no read to see, so it is refused here.
+  """
+  try:
+    with open(os.path.join(path, "_METADATA"), encoding="utf-8") as f:
+      meta = json.load(f)
+  except (OSError, ValueError, UnicodeDecodeError):
+    return None  # no or damaged _METADATA: orbax fails first, and the deep check names it
+  if isinstance(meta, dict) and meta.get("use_ocdbt") is True:
+    if not os.path.isfile(os.path.join(path, "manifest.ocdbt")):
+      return ("_METADATA says the arrays are in an OCDBT store, but its manifest.ocdbt is not in"
+              " the directory")
+  return None
 
 
 def _incomplete(path: str, *, deep: bool) -> str | None:

@@ -171,8 +171,11 @@ DAMAGE = {
                            r" is not a complete checkpoint: _METADATA \(\d+ bytes\) is not valid JSON.*truncated"),
     "metadata-removed": (lambda d: os.remove(os.path.join(d, "_METADATA")),
                          r" is not a complete checkpoint: it has no _METADATA file"),
+    # refused before orbax reads anything (_METADATA says OCDBT; its manifest is gone)
     "array-data-removed": (lambda d: [shutil.rmtree(os.path.join(d, "d")), os.remove(os.path.join(d, "manifest.ocdbt"))],
-                           r": the saved array data is missing or corrupted"),
+                           r": the saved array data is missing or corrupted .*manifest.ocdbt is not in"),
+    "array-manifest-removed": (lambda d: os.remove(os.path.join(d, "manifest.ocdbt")),
+                               r": the saved array data is missing or corrupted .*manifest.ocdbt is not in"),
 }
 
 
@@ -204,3 +207,27 @@ def test_restore_of_a_missing_path_or_a_file(orbax, tmp_path):
   (tmp_path / "f").write_text("")
   with pytest.raises(ValueError, match=r"checkpoint.restore: .*f is not a complete checkpoint: it is a file"):
     ckpt.restore(tmp_path / "f", {"w": jnp.zeros(2)})
+
+
+def _data_files(d):
+  return [os.path.join(d, "d", n) for n in sorted(os.listdir(os.path.join(d, "d")))]
+
+
+DATA_DAMAGE = {
+    # found only when orbax reads the data; a one-leaf tree, so no other read is left in flight
+    "data-files-removed": lambda d: shutil.rmtree(os.path.join(d, "d")),
+    "data-file-truncated": lambda d: [_truncate(f) for f in _data_files(d)],
+}
+
+
+@pytest.mark.parametrize("damage", list(DATA_DAMAGE))
+def test_damaged_array_data_found_by_orbax_is_named(orbax, tmp_path, damage):
+  tree = {"w": jnp.arange(5.0, dtype=jnp.float64)}
+  d = tmp_path / "c"
+  ckpt.save(d, tree)
+  if not os.path.isdir(os.path.join(d, "d")):
+    pytest.fail(f"the orbax layout changed (no d/ in {sorted(os.listdir(d))}); update this case")
+  DATA_DAMAGE[damage](str(d))
+  pattern = "^checkpoint.restore: " + re.escape(str(d)) + ": the saved array data is missing or corrupted"
+  with pytest.raises(ValueError, match=pattern):
+    ckpt.restore(d, tree)
