@@ -55,7 +55,10 @@ class FunctionCase:
     configs: the configurations to run.
     grad_argnums: positions of the inputs that need gradients.
     rtol: per-dtype tolerance overrides, e.g. ``{"float32": 3e-5}``.
-    tolerance_reason: required when ``rtol`` loosens a default.
+    value_floor: the scale of the quantities that cancel in the value (``1 - cos`` with cos near
+      1: 1.0). Elements of the value smaller than it are judged relative to it, as the comparator
+      judges small entries relative to 1e-3 of the largest one. 0 (the default): no such floor.
+    tolerance_reason: required when ``rtol`` loosens a default or ``value_floor`` is set.
     default: part of the default ``python -m parity`` run (the pytest suite runs every case).
   """
 
@@ -67,6 +70,7 @@ class FunctionCase:
   configs: Sequence[Config]
   grad_argnums: tuple[int, ...] = (0,)
   rtol: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  value_floor: float = 0.0
   tolerance_reason: str = ""
   default: bool = True
 
@@ -117,9 +121,9 @@ def register(case: Case) -> Case:
   ids = [c.id for c in case.configs]
   if len(set(ids)) != len(ids):
     raise ValueError(f"parity: case {case.name!r} has duplicate config ids {ids}")
-  if case.rtol and any(case.rtol.get(d, DEFAULT_RTOL[d]) > DEFAULT_RTOL[d] for d in DTYPES):
-    if not case.tolerance_reason:
-      raise ValueError(f"parity: case {case.name!r} loosens a tolerance without a reason")
+  looser = case.rtol and any(case.rtol.get(d, DEFAULT_RTOL[d]) > DEFAULT_RTOL[d] for d in DTYPES)
+  if (looser or getattr(case, "value_floor", 0.0)) and not case.tolerance_reason:
+    raise ValueError(f"parity: case {case.name!r} loosens a tolerance without a reason")
   REGISTRY[case.name] = case
   return case
 

@@ -45,6 +45,45 @@ def test_wrong_gradient_fails(torch):
   assert not res.passed and res.value.rel < 1e-14 and res.grad.rel > 1e-4
 
 
+def test_functions_run_jitted_with_every_array_an_argument(torch):
+  # as a training step runs them; a closed-over array would be a constant XLA folds at compile time
+  import jax
+
+  seen = []
+
+  def f(x, w):
+    seen.append((isinstance(x, jax.core.Tracer), isinstance(w, jax.core.Tracer)))
+    return jnp.sum(x ** 2 * w)
+
+  case = FunctionCase("t", "test", f, lambda x, w: (x ** 2 * w).sum(),
+                      lambda rng, dtype: (*_inputs(rng, dtype), np.ones((4, 3), dtype)), [Config("a")])
+  res = run_config(case, Config("a"), "float64")
+  assert res.passed, res.message
+  assert seen and all(seen_x and seen_w for seen_x, seen_w in seen), seen
+
+
+def _near_zero(rng, dtype):
+  return (np.full((3,), 1.0, dtype),)
+
+
+@pytest.mark.parametrize("floor, off, passes", [(0.0, 1e-7, False), (1.0, 1e-7, True), (1.0, 1e-4, False)])
+def test_value_floor_judges_small_values_against_the_cancelling_scale(torch, floor, off, passes):
+  # torch gives 1 - x = 0 exactly; ours is off by `off` (one float32 ulp of 1 is 1.2e-7)
+  case = FunctionCase("t", "test", lambda x: 1 - x + off, lambda x: 1 - x, _near_zero, [Config("a")],
+                      grad_argnums=(), value_floor=floor, tolerance_reason="test" if floor else "")
+  res = run_config(case, Config("a"), "float32")
+  assert res.passed is passes, res
+
+
+def test_a_value_floor_needs_a_reason():
+  from parity._case import register
+
+  case = FunctionCase("floor-without-reason", "test", lambda x: x, lambda x: x, _near_zero, [Config("a")],
+                      value_floor=1.0)
+  with pytest.raises(ValueError, match="loosens a tolerance without a reason"):
+    register(case)
+
+
 def test_dtype_mismatch_fails(torch):
   res = run_config(_case(lambda x: jnp.sum(x ** 2).astype(jnp.float32)), Config("a"), "float64")
   assert not res.passed and "dtype" in res.message

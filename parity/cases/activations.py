@@ -38,7 +38,7 @@ register(FunctionCase(
         " 1e-3 floor) a 1-ulp difference in y is 1.2e-4 relative. torch's tanh is not correctly rounded"
         " on 0.8% of inputs there; ours is within 1.2 ulp and bitwise equal to torch's on 98% of inputs:"
         " a 400k-point sweep bounds the gap at 1.2e-4 (torch vs a correctly rounded tanh: also 1.2e-4;"
-        " XLA's jnp.tanh, 4.4 ulp: 4.8e-4). Measured 2.0e-5 (config 3d); values <= 1.2e-7; float64 7e-14.")))
+        " XLA's jnp.tanh, 4.4 ulp: 4.8e-4). Measured 2.0e-5 eagerly (config 3d), 4.3e-7 jitted; values <= 1.2e-7; float64 7e-14.")))
 
 
 def _along(fn):
@@ -57,6 +57,13 @@ AXES = [Config("vec", {}, {"shape": (9,)}),
         Config("extreme-1e4-last", {"axis": -1}, {"shape": (6, 5), "extreme": True}),
         Config("extreme-1e4-axis0", {"axis": 0}, {"shape": (6, 5), "extreme": True})]
 
-register(FunctionCase("softmax", "activations", ll.activations.softmax, _along(torch.softmax), _inputs, AXES))
+# The float32 gradient s * (c - sum(s * c)) cancels between O(1) terms where s is near 1, so its
+# rounding is set by the cotangent's scale, not by the entry's. Measured over 16 seeds of every config
+# (jitted, as parity runs): losslab vs torch 1.2e-4; against a float64 evaluation losslab 4.4e-4 and
+# torch 4.4e-4 (the same). Values meet 1e-5; float64 meets 1e-10.
+register(FunctionCase("softmax", "activations", ll.activations.softmax, _along(torch.softmax), _inputs, AXES,
+                      rtol={"float32": 3e-4},
+                      tolerance_reason=("float32 gradient s * (c - sum(s c)) cancels where s ~ 1; over 16 seeds"
+                                        " losslab vs torch 1.2e-4, each vs float64 4.4e-4 (losslab and torch)")))
 register(FunctionCase("log_softmax", "activations", ll.activations.log_softmax, _along(torch.log_softmax),
                       _inputs, AXES))
