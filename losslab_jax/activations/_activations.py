@@ -166,7 +166,9 @@ def softmax(input: ArrayLike, axis: int = -1) -> jax.Array:
     Torch twin: ``torch.softmax(x, dim=axis)``. Subtracting the max keeps it finite for logits of
     any finite size (±1e4 included). The VJP is torch's :math:`y \odot (g - \langle g, y\rangle)`
     (``jax.nn.softmax`` evaluates :math:`y g - y \langle g, y\rangle`, which rounds differently).
-    Parity: float64 <= 1e-10, float32 <= 1e-5 (case ``softmax``).
+    Parity: float64 <= 1e-10; float32 values <= 1e-5, float32 gradients <= 3e-4 (case ``softmax``:
+    the gradient cancels where :math:`y \approx 1`; torch's own float32 gradient is as far from a
+    float64 evaluation, 4.4e-4 at worst over 16 seeds).
 
   Examples:
     >>> import jax.numpy as jnp

@@ -180,7 +180,8 @@ def ctc_loss(
     compares gradients with respect to the logits fed to ``log_softmax``, as torch's own tests do.
     An infinite loss (``zero_infinity=False``) has a NaN gradient over the sample's frames, as in
     torch.
-    Parity: float64 <= 1e-10, float32 <= 1e-5 through a log-softmax (case ``ctc_loss``).
+    Parity: float64 <= 1e-10, float32 <= 3e-3 through a log-softmax (case ``ctc_loss``; the reason,
+    measured, is on the case).
 
   Examples:
     >>> import jax.numpy as jnp

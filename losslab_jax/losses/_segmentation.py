@@ -77,7 +77,7 @@ def dice_loss(
   Notes:
     Torch twin: ``parity.reference.dice.DiceLoss`` (torch has no dice loss), torch layout
     ``(N, C, *)``. Probabilities are not checked to lie in [0, 1].
-    Parity: float64 8.5e-14, float32 1.6e-5 (case ``dice_loss``, 13 configs; float32 tolerance
+    Parity: float64 7.0e-14, float32 8.5e-6 (case ``dice_loss``, 13 configs; float32 tolerance
     3e-4: the gradient cancels twice, quotient rule then softmax backward, and each side is
     ~9e-5 from a float64 evaluation at worst).
 
