@@ -65,8 +65,10 @@ def triplet_margin_with_distance_loss(
     on both sides (a torch callable there, a JAX one here). The gradient at the kink is 0 and NaN
     stays NaN, as torch's ``clamp_min``. The default distance computes in float32 for bf16/f16
     inputs; a user ``distance_function`` gets the inputs as they are.
-    Parity: float64 <= 1e-10, float32 <= 1e-5 (case ``triplet_margin_with_distance_loss``: default,
-    L1, cosine and squared distances, swap, every reduction).
+    Parity: float64 <= 1e-10; float32 <= 1e-3 (case ``triplet_margin_with_distance_loss``: default,
+    L1, cosine and squared distances, swap, every reduction). Over 16 seeds: 1.5e-5 at worst with
+    the default, L1 and squared distances, 3.5e-4 with a cosine distance of close vectors, where
+    ``1 - cos`` cancels (torch's own float32 is 8.1e-5 from a float64 evaluation there).
 
   Examples:
     >>> import jax.numpy as jnp

@@ -54,7 +54,8 @@ def kl_div(
     and the gradient with respect to ``target`` at :math:`t = 0` is NaN (``xlogy``'s
     :math:`t/t`). ``optax.kl_divergence(x, t).mean()`` equals ``"batchmean"`` for 2-D inputs.
     Difference: mismatched shapes raise instead of broadcasting.
-    Parity: float64 <= 1e-10, float32 <= 1e-5 (case ``kl_div``).
+    Parity: float64 <= 1e-10, float32 <= 1e-4 (case ``kl_div``; the float32 target gradient
+    cancels, in torch as much as here: reason on the case).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -126,8 +127,8 @@ def poisson_nll_loss(
     ``full=True`` the gradient with respect to ``target`` at :math:`t = 0` is the derivative of the
     masked term, 0 (torch gives NaN there, :math:`0 \cdot \log 0`); values and every other gradient
     are torch's. Mismatched shapes raise.
-    Parity: float64 <= 1e-10, float32 <= 3e-5 (case ``poisson_nll_loss``; the target gradient with
-    ``full`` cancels near the fit: reason on the case).
+    Parity: float64 <= 1e-10, float32 <= 3e-4 (case ``poisson_nll_loss``; the target gradient
+    cancels near the fit: reason on the case).
 
   Examples:
     >>> import jax.numpy as jnp

@@ -146,7 +146,13 @@ SMOOTH_CONFIGS = [
 ]
 
 register(FunctionCase("cross_entropy", "losses", ll.losses.cross_entropy, _torch_cross_entropy,
-                      _index_inputs, INDEX_CONFIGS + SMOOTH_CONFIGS))
+                      _index_inputs, INDEX_CONFIGS + SMOOTH_CONFIGS, rtol={"float32": 3e-5},
+                      tolerance_reason=(
+                          "float32 label smoothing: the input gradient p - (1 - eps) onehot - eps / C cancels"
+                          " where p nears the smoothed target; over 16 seeds of the smoothing configs"
+                          " (jitted): losslab vs torch 1.2e-5, each vs a float64 evaluation 3.1e-5"
+                          " (losslab) and 3.3e-5 (torch); the other configs <= 4e-6 over 4 seeds. Registered"
+                          " seeds 4.1e-6.")))
 
 # Confident rows (-log p ~ 1e-4) and |logits| ~ 1e4: the float32 value keeps torch's digits only if
 # it is computed in torch's order, (x_t - m) - log(sum(exp(x - m))) (x_t - logsumexp(x) was 0.8% off

@@ -41,7 +41,11 @@ register(FunctionCase(
      Config("log_target-none", {"reduction": "none", "log_target": True},
             {"shape": (4, 5), "log_target": True}),
      Config("zero-targets-sum", {"reduction": "sum"}, {"shape": (6, 5), "zeros": 0.3})],
-    grad_argnums=(0, 1)))
+    grad_argnums=(0, 1), rtol={"float32": 1e-4},
+    tolerance_reason=(
+        "float32 target gradient log t + 1 - x sums O(1) terms of both signs; over 16 seeds of every config (jitted): losslab"
+        " vs torch 3.8e-5, each vs a float64 evaluation 4.8e-5 (losslab) and 6.1e-5 (torch). Registered"
+        " seeds 6.7e-6; float64 2.1e-14.")))
 
 
 def _poisson_inputs(rng, dtype, shape, log_input=True, positive_targets=False):
@@ -72,12 +76,13 @@ register(FunctionCase(
      Config("full-rate-sum", {"reduction": "sum", "full": True, "log_input": False},
             {"shape": (5, 6), "log_input": False, "positive_targets": True})],
     grad_argnums=(0, 1),
-    rtol={"float32": 3e-5},
+    rtol={"float32": 3e-4},
     tolerance_reason=(
         "float32 full=True: the target gradient -x + log t + 1/(2t) cancels near the fit (terms ~1.7,"
         " result ~0.015), so a 1-ulp difference between XLA's and torch's log (1.2e-7 of 1.6) is"
-        " ~1e-5 of the result; measured 1.2e-5 (config full-log-none), values and input gradients"
-        " <= 2e-6, float64 2.5e-15.")))
+        " ~1e-5 of the result; log_input: the target gradient -x + ... likewise. over 16 seeds of every config (jitted):"
+        " losslab vs torch 9.9e-5 (log-sum), each vs a float64 evaluation 7.5e-5 (losslab) and 9.0e-5"
+        " (torch). Registered seeds 3.8e-6; float64 1.0e-13.")))
 
 
 def _gaussian_inputs(rng, dtype, shape, var_shape=None, tiny=False, target_shape=None):

@@ -195,4 +195,10 @@ TRIPLET_CONFIGS = [
 ]
 
 register(FunctionCase("triplet_margin_with_distance_loss", "losses", _jax_triplet, _torch_triplet,
-                      _triplet_inputs, TRIPLET_CONFIGS, grad_argnums=(0, 1, 2)))
+                      _triplet_inputs, TRIPLET_CONFIGS, grad_argnums=(0, 1, 2), rtol={"float32": 1e-3},
+                      tolerance_reason=(
+                          "float32 cosine configs: the distance 1 - cos of close vectors cancels, and it is"
+                          " the user's function on each side (jnp.linalg.norm vs torch.linalg.vector_norm,"
+                          " whose gradients round differently); over 16 seeds of every config (jitted): losslab vs torch 3.5e-4"
+                          " (cosine-none-swap), each vs a float64 evaluation 2.8e-4 (losslab) and 8.1e-5"
+                          " (torch); the other distances <= 1.5e-5. Registered seeds 6.7e-6.")))
