@@ -107,13 +107,15 @@ def huber_loss(
     input: predictions ``x``, any shape, floating.
     target: targets ``y``, same shape as ``input``, floating.
     reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
-    delta: the threshold :math:`\delta > 0` where the loss turns linear.
+    delta: the threshold :math:`\delta > 0` where the loss turns linear; a static Python number
+      (under ``jit`` close over it; a traced value raises ``TypeError``).
 
   Returns:
     The elementwise loss (``"none"``) or a scalar, in the dtype of ``input``.
 
   Raises:
     TypeError: ``input`` or ``target`` is not floating.
+    TypeError: ``delta`` is traced or not a number.
     ValueError: shapes differ, ``delta <= 0``, or ``reduction`` is unknown.
 
   Notes:
@@ -130,6 +132,7 @@ def huber_loss(
   """
   fn = "huber_loss"
   _checks.check_reduction(fn, reduction)
+  delta = _checks.static_number(fn, "delta", delta)  # compared with Python below, as torch's double
   _checks.check_positive(fn, "delta", delta)
   x, y, dtype = prepare_pair(fn, input, target)
   return reduce(_huber_elementwise(x - y, delta), reduction).astype(dtype)
@@ -153,13 +156,15 @@ def smooth_l1_loss(
     target: targets ``y``, same shape as ``input``, floating.
     reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
     beta: the threshold :math:`\beta \ge 0`. ``beta=0`` is exactly :func:`l1_loss`, gradient
-      :math:`\mathrm{sign}(d)` included (torch dispatches to ``l1_loss`` there too).
+      :math:`\mathrm{sign}(d)` included (torch dispatches to ``l1_loss`` there too). A static
+      Python number (under ``jit`` close over it; a traced value raises ``TypeError``).
 
   Returns:
     The elementwise loss (``"none"``) or a scalar, in the dtype of ``input``.
 
   Raises:
     TypeError: ``input`` or ``target`` is not floating.
+    TypeError: ``beta`` is traced or not a number.
     ValueError: shapes differ, ``beta < 0``, or ``reduction`` is unknown.
 
   Notes:
@@ -177,6 +182,7 @@ def smooth_l1_loss(
   """
   fn = "smooth_l1_loss"
   _checks.check_reduction(fn, reduction)
+  beta = _checks.static_number(fn, "beta", beta)  # beta == 0 picks the formula at trace time
   _checks.check_positive(fn, "beta", beta, allow_zero=True)
   x, y, dtype = prepare_pair(fn, input, target)
   z = _abs(x - y)

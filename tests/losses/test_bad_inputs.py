@@ -209,6 +209,17 @@ def test_traced_label_smoothing_and_p_raise_typeerror():
     jax.jit(lambda p: L.triplet_margin_loss(a, a, a, p=p))(2.0)
 
 
+@pytest.mark.parametrize("fn, name", [(L.huber_loss, "delta"), (L.smooth_l1_loss, "beta")])
+def test_traced_huber_delta_and_smooth_l1_beta_raise_typeerror(fn, name):
+  x = _f64([0.5, 3.0])
+  with pytest.raises(TypeError, match=rf"{fn.__name__}: expected `{name}` to be a static Python number"):
+    jax.jit(lambda v: fn(x, jnp.zeros_like(x), **{name: v}))(1.0)
+  with pytest.raises(TypeError, match=rf"{fn.__name__}: expected `{name}` to be a Python number, got 'one'"):
+    fn(x, jnp.zeros_like(x), **{name: "one"})
+  # a concrete array is a number: the same value as the Python float
+  assert float(fn(x, jnp.zeros_like(x), **{name: jnp.asarray(2.0)})) == float(fn(x, jnp.zeros_like(x), **{name: 2.0}))
+
+
 @pytest.mark.parametrize("flag", ["yes", 1, None])
 def test_kl_div_log_target_must_be_bool(flag):
   with pytest.raises(TypeError, match=r"kl_div: expected `log_target` to be a bool"):
