@@ -137,3 +137,19 @@ def test_dtype_preserved(fn, dtype):
   x = jnp.asarray(EXTREME).astype(dtype)
   assert fn(x).dtype == jnp.dtype(dtype)
   assert np.isfinite(np.asarray(fn(x), np.float64)).all()
+
+
+@pytest.mark.parametrize("fn", [A.relu, A.sigmoid, A.tanh, A.softmax, A.log_softmax], ids=lambda f: f.__name__)
+def test_jitted_value_and_gradient_equal_eager(fn):
+  """parity compares the jitted activations with torch; this ties them to the eager call (float64)."""
+  x = jnp.asarray(np.concatenate([rng(3).standard_normal((4, 4)) * 4, EXTREME]))  # +-1e4 rows too
+  cot = jnp.asarray(rng(4).standard_normal(x.shape))
+
+  def value_and_vjp(v):
+    out, vjp = jax.vjp(fn, v)
+    return out, vjp(cot)[0]
+
+  eager = value_and_vjp(x)
+  jitted = jax.jit(value_and_vjp)(x)
+  for e, j in zip(eager, jitted):
+    np.testing.assert_allclose(np.asarray(j), np.asarray(e), rtol=1e-12, atol=1e-14)
